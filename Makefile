@@ -1,0 +1,62 @@
+# nvtopo — one command surface. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CACHE := $(HOME)/.cache/nvtopo
+export CARGO_TARGET_DIR ?= $(CACHE)/cargo-target
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml 2>/dev/null) pyproject.toml
+PYTEST_ARGS ?=
+
+.PHONY: help demo test test-rust test-python lint fmt bench build clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.deps: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "maturin>=1.7,<2" pytest "hypothesis>=6.100" ruff mypy types-PyYAML \
+	    "nvidia-ml-py>=12.535" "networkx>=3.1" "numpy>=1.24" "click>=8.1" "rich>=13" "PyYAML>=6" \
+	    "jsonschema>=4.18"
+	touch $@
+
+$(VENV)/.built: $(VENV)/.deps $(RUST_SOURCES)
+	$(VENV)/bin/maturin develop --release -q --manifest-path rust/nvtopo-py/Cargo.toml
+	touch $@
+
+build: $(VENV)/.built ## build the Rust core into the virtual environment
+
+demo: build ## show a catalog system (no GPU needed): its topology and an optimal 4-GPU set
+	$(VENV)/bin/nvtopo dump --source system:dgx-h100 --format table
+	$(VENV)/bin/nvtopo dump --source system:dgx-h100 --format matrix
+	$(VENV)/bin/nvtopo place --source system:dgx-h100 --gpus 4 --available 0,1,2,5,6,7
+
+test-rust: ## cargo test of the pure Rust core
+	cd rust && cargo test -q -p nvtopo-core
+
+test-python: build ## pytest (gpu tests skip without NVML)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test: build test-rust test-python ## build and run every test
+	$(PY) -m mypy.stubtest nvtopo._core --allowlist tests/stubtest-allowlist.txt
+
+lint: $(VENV)/.deps ## rustfmt, clippy, ruff, mypy
+	cd rust && cargo fmt --all --check && cargo clippy -q --all-targets -- -D warnings
+	$(VENV)/bin/ruff check nvtopo tests benches examples
+	$(VENV)/bin/ruff format --check nvtopo tests benches examples
+	$(VENV)/bin/mypy
+
+fmt: $(VENV)/.deps ## format Rust and Python in place
+	cd rust && cargo fmt --all
+	$(VENV)/bin/ruff format nvtopo tests benches examples
+	$(VENV)/bin/ruff check --fix nvtopo tests benches examples
+
+bench: build ## run the benchmarks and rewrite benches/RESULTS.md
+	$(PY) benches/run.py
+
+clean: ## remove the virtual environment and build outputs
+	rm -rf $(VENV) rust/target .pytest_cache .mypy_cache .hypothesis
