@@ -1,0 +1,51 @@
+"""nvtopo: a multi-node NVLink/IMEX topology manager.
+
+Discover a node's GPU topology (NVML, ``nvidia-smi`` captures, the embedded system catalog,
+JSON files), pick optimal GPU sets with the Rust core, place multi-node jobs inside one
+NVLink domain, and publish it all to Kubernetes.
+
+Examples
+--------
+>>> import nvtopo
+>>> topo = nvtopo.system("dgx-h100")
+>>> len(topo.gpus)
+8
+"""
+
+from __future__ import annotations
+
+from nvtopo._core import __version__
+from nvtopo.cluster import Cluster, ClusterNode
+from nvtopo.exceptions import (
+    DiscoveryError,
+    InfeasibleError,
+    NvtopoError,
+    ParseError,
+    SelectionError,
+    TopologyError,
+    UnknownGpuError,
+    UnknownSystemError,
+)
+from nvtopo.model import Fabric, Gpu, GpuPair, Nic, NodeTopology, NvLink, NvSwitch, Platform
+
+__all__ = [
+    "Cluster",
+    "ClusterNode",
+    "DiscoveryError",
+    "Fabric",
+    "Gpu",
+    "GpuPair",
+    "InfeasibleError",
+    "Nic",
+    "NodeTopology",
+    "NvLink",
+    "NvSwitch",
+    "NvtopoError",
+    "ParseError",
+    "Platform",
+    "SelectionError",
+    "TopologyError",
+    "UnknownGpuError",
+    "UnknownSystemError",
+    "__version__",
+]

@@ -1,0 +1,55 @@
+"""The ``nvtopo`` command line. Every subcommand has ``--format`` with ``json`` among its values.
+
+Errors a user can cause (bad input, impossible requests) print one line to stderr and exit 1;
+usage mistakes exit 2; nothing prints a traceback for them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from nvtopo._core import __version__
+from nvtopo.cli.dump import dump
+from nvtopo.cli.place import place
+from nvtopo.cli.systems import systems
+from nvtopo.exceptions import NvtopoError
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nvtopo")
+def cli() -> None:
+    """NVLink/IMEX topology manager: see, place and publish GPU topology."""
+
+
+cli.add_command(dump)
+cli.add_command(systems)
+cli.add_command(place)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit status (used by the ``nvtopo`` console script)."""
+    try:
+        cli.main(args=argv, prog_name="nvtopo", standalone_mode=False)
+    except NvtopoError as exc:
+        click.echo(f"nvtopo: error: {exc}", err=True)
+        return 1
+    except click.exceptions.Abort:
+        click.echo("nvtopo: aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        click.echo(f"nvtopo: error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        click.echo("nvtopo: interrupted", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""``nvtopo dump``: show a topology as a table, a ``topo -m`` matrix, JSON, YAML, DOT or SVG."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import click
+
+from nvtopo.cli.output import console, emit
+from nvtopo.cli.sources import SOURCE_HELP, load_source
+from nvtopo.cluster import Cluster
+from nvtopo.exceptions import NvtopoError
+from nvtopo.model import NodeTopology
+
+__all__ = ["dump"]
+
+FORMATS = ["table", "matrix", "json", "yaml", "dot", "svg"]
+
+
+def _pick_node(obj: NodeTopology | Cluster, node: str | None, fmt: str) -> NodeTopology | Cluster:
+    if isinstance(obj, NodeTopology):
+        if node is not None and node != obj.name:
+            raise NvtopoError(f"--node {node}: the source is a single node ({obj.name or 'unnamed'})")
+        return obj
+    if node is not None:
+        return obj.node(node).topology
+    if fmt in ("matrix", "dot", "svg"):
+        if len(obj.nodes) == 1:
+            return obj.nodes[0].topology
+        raise NvtopoError(
+            f"--format {fmt} shows one node and the source is a cluster of {len(obj.nodes)}; "
+            f"pick one with --node (e.g. --node {obj.nodes[0].name})"
+        )
+    return obj
+
+
+@click.command()
+@click.option("--source", "-s", default="nvml", show_default=True, help=SOURCE_HELP)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="output format")
+@click.option("--node", default=None, help="with a cluster source: show this node")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="write to this file instead of stdout (svg, dot)")
+def dump(source: str, fmt: str, node: str | None, output: str | None) -> None:
+    """Show the GPU topology of a node or a cluster."""
+    obj = _pick_node(load_source(source), node, fmt)
+    text: str | None = None
+    if fmt == "table":
+        from nvtopo.render.table import render_cluster_table, render_node_table
+
+        con = console()
+        if isinstance(obj, Cluster):
+            render_cluster_table(obj, con)
+        else:
+            render_node_table(obj, con)
+        return
+    if fmt in ("json", "yaml"):
+        emit(obj.to_json(), fmt)
+        return
+    assert isinstance(obj, NodeTopology)
+    if fmt == "matrix":
+        from nvtopo.render.matrix import render_matrix
+
+        text = render_matrix(obj, color=console().is_terminal)
+    elif fmt == "dot":
+        from nvtopo.render.graph import to_dot
+
+        text = to_dot(obj)
+    else:
+        text = _svg(obj)
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+def _svg(topology: NodeTopology) -> str:
+    """Graphviz's layout where ``dot`` is installed, else nvtopo's own fixed layout."""
+    from nvtopo.render.graph import to_dot, to_svg
+
+    dot = shutil.which("dot")
+    if dot is not None:
+        done = subprocess.run([dot, "-Tsvg"], input=to_dot(topology), capture_output=True,
+                              text=True, check=False)
+        if done.returncode == 0:
+            return done.stdout
+        click.echo(f"nvtopo: graphviz failed ({done.stderr.strip()}); using the built-in layout",
+                   err=True)
+    else:
+        click.echo("nvtopo: graphviz `dot` not installed; using the built-in SVG layout", err=True)
+    return to_svg(topology)

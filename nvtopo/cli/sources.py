@@ -1,0 +1,65 @@
+"""The ``--source`` switch: where a topology comes from."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from nvtopo.cluster import Cluster
+from nvtopo.exceptions import NvtopoError
+from nvtopo.model import NodeTopology
+
+__all__ = ["SOURCE_HELP", "load_source", "read_text"]
+
+SOURCE_HELP = (
+    "nvml (live, default), system:NAME (catalog), smi-topo:PATH (`nvidia-smi topo -m`), "
+    "smi-xml:PATH (`nvidia-smi -q -x`) or file:PATH (nvtopo JSON); PATH '-' reads stdin"
+)
+
+
+def read_text(spec: str, path: str) -> str:
+    """The text at ``path`` ('-' for standard input), or one clear error naming it."""
+    if path == "-":
+        return sys.stdin.read()
+    if not path:
+        raise NvtopoError(f"--source {spec}: a path is needed after the colon")
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NvtopoError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise NvtopoError(f"{path}: is a directory, not a file") from None
+    except UnicodeDecodeError as exc:
+        raise NvtopoError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise NvtopoError(f"{path}: {exc.strerror}") from None
+
+
+def load_source(spec: str) -> NodeTopology | Cluster:
+    """Read the topology that ``spec`` names (see :data:`SOURCE_HELP`)."""
+    kind, _, arg = spec.partition(":")
+    if kind == "nvml":
+        from nvtopo.sources.nvml import discover
+
+        return discover()
+    if kind == "system":
+        from nvtopo.sources.catalog import load_system
+
+        return load_system(arg)
+    if kind == "smi-topo":
+        from nvtopo.sources.smi_topo import parse_topo_matrix
+
+        return parse_topo_matrix(read_text(spec, arg), source=arg if arg != "-" else "<stdin>")
+    if kind == "smi-xml":
+        from nvtopo.sources.smi_xml import parse_smi_xml
+
+        return parse_smi_xml(read_text(spec, arg), source=arg if arg != "-" else "<stdin>")
+    if kind == "file":
+        from nvtopo.jsonio import cluster_from_json, load_document, node_from_json
+
+        where = arg if arg != "-" else "<stdin>"
+        doc = load_document(read_text(spec, arg), source=where)
+        if doc["kind"] == "Cluster":
+            return cluster_from_json(doc, source=where)
+        return node_from_json(doc, source=where)
+    raise NvtopoError(f"--source {spec!r}: unknown source; use {SOURCE_HELP}")

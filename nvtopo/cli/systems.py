@@ -1,0 +1,34 @@
+"""``nvtopo systems``: the embedded catalog."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import click
+
+from nvtopo.cli.output import console
+
+__all__ = ["systems"]
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="output format")
+def systems(fmt: str) -> None:
+    """List the systems of the embedded catalog (use them as --source system:NAME)."""
+    from nvtopo.sources.catalog import systems as catalog_systems
+
+    infos = catalog_systems()
+    if fmt == "json":
+        click.echo(json.dumps([dataclasses.asdict(i) for i in infos], indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title="nvtopo system catalog", title_justify="left")
+    for col in ("name", "kind", "GPU", "GPUs/node", "nodes", "description"):
+        table.add_column(col)
+    for i in infos:
+        nodes = "N racks" if i.nodes is None else str(i.nodes)
+        table.add_row(i.name, i.kind, i.gpu, str(i.gpus_per_node), nodes, i.description)
+    console().print(table)
