@@ -27,6 +27,7 @@ from nvtopo.exceptions import (
     UnknownSystemError,
 )
 from nvtopo.model import Fabric, Gpu, GpuPair, Nic, NodeTopology, NvLink, NvSwitch, Platform
+from nvtopo.sources.catalog import cluster, system, systems
 
 __all__ = [
     "Cluster",
@@ -48,4 +49,7 @@ __all__ = [
     "UnknownGpuError",
     "UnknownSystemError",
     "__version__",
+    "cluster",
+    "system",
+    "systems",
 ]

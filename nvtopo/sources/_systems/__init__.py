@@ -1,0 +1,1 @@
+"""Builders of the embedded system catalog, one module per machine family."""
