@@ -28,6 +28,7 @@ from nvtopo.exceptions import (
 )
 from nvtopo.model import Fabric, Gpu, GpuPair, Nic, NodeTopology, NvLink, NvSwitch, Platform
 from nvtopo.sources.catalog import cluster, system, systems
+from nvtopo.sources.nvml import discover
 
 __all__ = [
     "Cluster",
@@ -50,6 +51,7 @@ __all__ = [
     "UnknownSystemError",
     "__version__",
     "cluster",
+    "discover",
     "system",
     "systems",
 ]
