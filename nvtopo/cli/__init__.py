@@ -13,6 +13,7 @@ import click
 from nvtopo._core import __version__
 from nvtopo.cli.dump import dump
 from nvtopo.cli.place import place
+from nvtopo.cli.slices import claim, slices
 from nvtopo.cli.systems import systems
 from nvtopo.exceptions import NvtopoError
 
@@ -28,6 +29,8 @@ def cli() -> None:
 cli.add_command(dump)
 cli.add_command(systems)
 cli.add_command(place)
+cli.add_command(slices)
+cli.add_command(claim)
 
 
 def main(argv: list[str] | None = None) -> int:
