@@ -11,7 +11,9 @@ import sys
 import click
 
 from nvtopo._core import __version__
+from nvtopo.cli.compute_domain import compute_domain
 from nvtopo.cli.dump import dump
+from nvtopo.cli.imex import imex
 from nvtopo.cli.place import place
 from nvtopo.cli.slices import claim, slices
 from nvtopo.cli.systems import systems
@@ -31,6 +33,8 @@ cli.add_command(systems)
 cli.add_command(place)
 cli.add_command(slices)
 cli.add_command(claim)
+cli.add_command(compute_domain)
+cli.add_command(imex)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,298 @@
+"""``nvtopo compute-domain``: plan, apply and delete ComputeDomains for multi-node NVLink jobs.
+
+``plan`` prints the manifests (YAML documents by default, ready for ``kubectl apply -f -``)
+and a summary on standard error; ``apply`` creates them and waits for the driver to report
+every node Ready; ``delete`` removes what nvtopo created. The kubeconfig comes from
+``--kubeconfig``, else ``$KUBECONFIG`` or ``~/.kube/config``, else the in-cluster service
+account.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nvtopo.cli.output import console, emit
+from nvtopo.cli.sources import SOURCE_HELP, load_source
+from nvtopo.cluster import Cluster, ClusterNode
+from nvtopo.exceptions import NvtopoError
+
+__all__ = ["api_client", "as_cluster", "compute_domain"]
+
+
+def as_cluster(obj: Any) -> Cluster:
+    """A source's result as a cluster (a single node becomes a cluster of one)."""
+    if isinstance(obj, Cluster):
+        return obj
+    name = obj.name or "node"
+    return Cluster((ClusterNode(name, obj, obj.clique),), name=name)
+
+
+def api_client(kubeconfig: str | None, context: str | None) -> Any:
+    """A ``kubernetes.client.ApiClient`` the way kubectl finds its configuration."""
+    try:
+        from kubernetes import client
+        from kubernetes import config as kube_config
+        from kubernetes.config.config_exception import ConfigException
+    except ImportError:
+        raise NvtopoError(
+            "the kubernetes package is not installed (pip install kubernetes)"
+        ) from None
+    config: Any = kube_config  # the loaders are untyped
+    default = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    try:
+        if kubeconfig is not None:
+            if not Path(kubeconfig).is_file():
+                raise NvtopoError(f"--kubeconfig {kubeconfig}: no such file")
+            return config.new_client_from_config(config_file=kubeconfig, context=context)
+        first = default.split(os.pathsep)[0]
+        if Path(first).is_file() or os.environ.get("KUBERNETES_SERVICE_HOST") is None:
+            return config.new_client_from_config(config_file=first, context=context)
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)
+        return client.ApiClient(configuration)
+    except ConfigException as exc:
+        raise NvtopoError(f"kubeconfig: {' '.join(str(exc).split())}") from None
+    except OSError as exc:
+        raise NvtopoError(f"kubeconfig: {exc.strerror or exc}") from None
+
+
+def _plan_options(fn: Any) -> Any:
+    options = [
+        click.option("--source", "-s", default="nvml", show_default=True, help=SOURCE_HELP),
+        click.option("--name", required=True, help="ComputeDomain and Job name (a DNS label)"),
+        click.option("--namespace", "-n", default="default", show_default=True),
+        click.option(
+            "--gpus", "-k", type=click.IntRange(min=1), required=True, help="GPUs in total"
+        ),
+        click.option(
+            "--nodes",
+            type=click.IntRange(min=1),
+            default=None,
+            help="spread over exactly this many nodes (gpus/nodes each)",
+        ),
+        click.option(
+            "--domain",
+            type=click.Choice(["required", "preferred", "none"]),
+            default="required",
+            show_default=True,
+            help="keep the job inside one NVLink domain (clique)",
+        ),
+        click.option(
+            "--gpu-request",
+            type=click.Choice(["dra", "device-plugin"]),
+            default="dra",
+            show_default=True,
+            help="claim GPUs through DRA or as nvidia.com/gpu limits",
+        ),
+        click.option("--image", default=None, help="workload image (default: a placeholder)"),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _make_plan(
+    source: str,
+    name: str,
+    namespace: str,
+    gpus: int,
+    nodes: int | None,
+    domain: str,
+    gpu_request: str,
+    image: str | None,
+) -> Any:
+    from nvtopo.compute_domain import plan
+    from nvtopo.compute_domain.manifests import DEFAULT_IMAGE
+
+    cluster = as_cluster(load_source(source))
+    return plan(
+        cluster,
+        name=name,
+        namespace=namespace,
+        gpus=gpus,
+        nodes=nodes,
+        domain=domain,  # type: ignore[arg-type]
+        gpu_request=gpu_request,  # type: ignore[arg-type]
+        image=image or DEFAULT_IMAGE,
+    )
+
+
+@click.group("compute-domain")
+def compute_domain() -> None:
+    """ComputeDomains: multi-node NVLink jobs placed inside one clique."""
+
+
+@compute_domain.command("plan")
+@_plan_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["yaml", "json", "table"]),
+    default="yaml",
+    show_default=True,
+    help="yaml: manifests as YAML documents; json: the plan; table: the summary",
+)
+def plan_cmd(
+    source: str,
+    name: str,
+    namespace: str,
+    gpus: int,
+    nodes: int | None,
+    domain: str,
+    gpu_request: str,
+    image: str | None,
+    fmt: str,
+) -> None:
+    """Place the job and print the objects that run it (nothing is created)."""
+    import yaml
+
+    p = _make_plan(source, name, namespace, gpus, nodes, domain, gpu_request, image)
+    if fmt == "table":
+        console().print(p.explain(), markup=False)
+        return
+    click.echo(p.explain(), err=True)
+    if fmt == "json":
+        click.echo(json.dumps(p.to_json(), indent=2))
+    else:
+        click.echo(yaml.safe_dump_all(p.manifests(), sort_keys=False, width=100), nl=False)
+
+
+def _kube_options(fn: Any) -> Any:
+    fn = click.option("--context", default=None, help="kubeconfig context")(fn)
+    return click.option(
+        "--kubeconfig",
+        default=None,
+        type=click.Path(dir_okay=False),
+        help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)",
+    )(fn)
+
+
+@compute_domain.command("apply")
+@_plan_options
+@_kube_options
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="seconds to wait for every node to be Ready",
+)
+@click.option("--no-wait", is_flag=True, help="return once the objects are created")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="output format",
+)
+def apply_cmd(
+    source: str,
+    name: str,
+    namespace: str,
+    gpus: int,
+    nodes: int | None,
+    domain: str,
+    gpu_request: str,
+    image: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+    timeout: float,
+    no_wait: bool,
+    fmt: str,
+) -> None:
+    """Create the ComputeDomain, claim template and Job, and wait until they are Ready."""
+    from nvtopo.compute_domain import apply
+
+    p = _make_plan(source, name, namespace, gpus, nodes, domain, gpu_request, image)
+    click.echo(p.explain(), err=True)
+    client = api_client(kubeconfig, context)
+    try:
+        done = apply(p, client, timeout=timeout, progress=fmt == "table", wait=not no_wait)
+    finally:
+        client.close()
+    if fmt == "json":
+        emit(
+            {
+                "name": done.name,
+                "namespace": done.namespace,
+                "status": done.status,
+                "created": list(done.created),
+                "elapsedSeconds": round(done.elapsed_s, 3),
+                "nodes": [
+                    {
+                        "name": n.name,
+                        "ipAddress": n.ip_address,
+                        "cliqueID": n.clique_id,
+                        "index": n.index,
+                        "status": n.status,
+                    }
+                    for n in done.nodes
+                ],
+            },
+            "json",
+        )
+        return
+    con = console()
+    con.print(f"created {', '.join(done.created)}", markup=False)
+    if no_wait:
+        return
+    from rich.table import Table
+
+    table = Table(
+        title=f"ComputeDomain {done.namespace}/{done.name}: {done.status}", title_justify="left"
+    )
+    for col in ("node", "IP address", "clique", "index", "status"):
+        table.add_column(col)
+    for n in done.nodes:
+        table.add_row(
+            n.name,
+            n.ip_address or "",
+            n.clique_id or "",
+            "" if n.index is None else str(n.index),
+            n.status,
+        )
+    con.print(table)
+
+
+@compute_domain.command("delete")
+@click.argument("name")
+@click.option("--namespace", "-n", default="default", show_default=True)
+@_kube_options
+@click.option("--ignore-not-found", is_flag=True, help="exit 0 when there is nothing to delete")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="output format",
+)
+def delete_cmd(
+    name: str,
+    namespace: str,
+    kubeconfig: str | None,
+    context: str | None,
+    ignore_not_found: bool,
+    fmt: str,
+) -> None:
+    """Delete the objects nvtopo created for ComputeDomain NAME."""
+    from nvtopo.compute_domain import delete
+
+    client = api_client(kubeconfig, context)
+    try:
+        deleted = delete(name, namespace, client)
+    finally:
+        client.close()
+    if not deleted and not ignore_not_found:
+        raise NvtopoError(f"no objects of ComputeDomain {namespace}/{name} managed by nvtopo")
+    if fmt == "json":
+        emit({"deleted": list(deleted)}, "json")
+    else:
+        for item in deleted:
+            click.echo(f"deleted {item}")

@@ -1,0 +1,189 @@
+"""The Kubernetes objects of a ComputeDomain plan, as plain dicts.
+
+Three objects, created in this order and deleted in reverse:
+
+1. the ``ComputeDomain`` (``resource.nvidia.com/v1beta1``): ``numNodes`` = the placed nodes,
+   channel template ``<name>-channel``, one channel per claim (``Single``). The driver's
+   controller creates that ResourceClaimTemplate itself;
+2. with ``gpu_request="dra"``, a ResourceClaimTemplate ``<name>-gpus`` from
+   :func:`nvtopo.dra.claim_template` asking for each node's GPUs;
+3. the workload, a ``batch/v1`` Job with indexed completions, one pod per placed node.
+   Its pods claim the IMEX channel and their GPUs (the DRA template above, or
+   ``nvidia.com/gpu`` limits for the device plugin), and are pinned by required node
+   affinity to the chosen node names (``kubernetes.io/hostname``) and clique
+   (``nvidia.com/gpu.clique``, the label NVIDIA's GPU feature discovery sets), with
+   required pod anti-affinity on the host name so no node gets two.
+
+Every object carries ``app.kubernetes.io/managed-by: nvtopo`` and
+``nvtopo.dev/compute-domain: <name>``, which is how :func:`nvtopo.compute_domain.delete`
+finds them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from nvtopo.compute_domain.crd import API_VERSION, KIND
+
+__all__ = [
+    "ANNOTATION_CLIQUES",
+    "ANNOTATION_NODES",
+    "CHANNEL_CLAIM",
+    "CLIQUE_LABEL",
+    "DEFAULT_COMMAND",
+    "DEFAULT_IMAGE",
+    "DEVICE_PLUGIN_RESOURCE",
+    "GPU_CLAIM",
+    "HOSTNAME_LABEL",
+    "LABEL_COMPUTE_DOMAIN",
+    "LABEL_MANAGED_BY",
+    "MANAGER",
+    "GpuRequest",
+    "channel_template_name",
+    "compute_domain_manifest",
+    "gpu_claim_template",
+    "gpu_template_name",
+    "job_manifest",
+    "labels",
+]
+
+GpuRequest = Literal["dra", "device-plugin"]
+
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_COMPUTE_DOMAIN = "nvtopo.dev/compute-domain"
+MANAGER = "nvtopo"
+ANNOTATION_NODES = "nvtopo.dev/nodes"
+ANNOTATION_CLIQUES = "nvtopo.dev/cliques"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+CLIQUE_LABEL = "nvidia.com/gpu.clique"
+DEVICE_PLUGIN_RESOURCE = "nvidia.com/gpu"
+#: Names of the pod's resource claims (entries of ``spec.resourceClaims``).
+CHANNEL_CLAIM = "imex-channel"
+GPU_CLAIM = "gpus"
+#: A plain image: the NVIDIA container runtime injects ``nvidia-smi`` with the GPUs.
+DEFAULT_IMAGE = "ubuntu:24.04"
+#: Shows the GPUs and the IMEX channel a pod got, then waits to be replaced by real work.
+DEFAULT_COMMAND = (
+    "sh",
+    "-c",
+    "nvidia-smi -L; ls -l /dev/nvidia-caps-imex-channels; sleep infinity",
+)
+
+
+def labels(name: str) -> dict[str, str]:
+    """The labels on every object of ComputeDomain ``name``."""
+    return {LABEL_MANAGED_BY: MANAGER, LABEL_COMPUTE_DOMAIN: name}
+
+
+def channel_template_name(name: str) -> str:
+    """The IMEX channel ResourceClaimTemplate the driver makes for ComputeDomain ``name``."""
+    return f"{name}-channel"
+
+
+def gpu_template_name(name: str) -> str:
+    """The GPU ResourceClaimTemplate nvtopo makes for ComputeDomain ``name``."""
+    return f"{name}-gpus"
+
+
+def _metadata(name: str, namespace: str, owner: str) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": labels(owner)}
+
+
+def compute_domain_manifest(
+    name: str, namespace: str, nodes: Sequence[str], cliques: Sequence[str]
+) -> dict[str, Any]:
+    """The ComputeDomain for ``nodes``; the planned nodes and cliques ride as annotations."""
+    metadata = _metadata(name, namespace, name)
+    metadata["annotations"] = {
+        ANNOTATION_NODES: ",".join(nodes),
+        ANNOTATION_CLIQUES: ",".join(cliques),
+    }
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": {
+            "numNodes": len(nodes),
+            "channel": {
+                "resourceClaimTemplate": {"name": channel_template_name(name)},
+                "allocationMode": "Single",
+            },
+        },
+    }
+
+
+def gpu_claim_template(name: str, namespace: str, gpus_per_node: int) -> dict[str, Any]:
+    """The DRA claim template each pod uses for its node's GPUs."""
+    from nvtopo.dra.claims import claim_template
+
+    template = claim_template(gpus=gpus_per_node, name=gpu_template_name(name), namespace=namespace)
+    template["metadata"].setdefault("labels", {}).update(labels(name))
+    return template
+
+
+def _affinity(name: str, nodes: Sequence[str], cliques: Sequence[str]) -> dict[str, Any]:
+    expressions = [{"key": HOSTNAME_LABEL, "operator": "In", "values": list(nodes)}]
+    if cliques:
+        expressions.append({"key": CLIQUE_LABEL, "operator": "In", "values": list(cliques)})
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": expressions}]
+            }
+        },
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": {LABEL_COMPUTE_DOMAIN: name}},
+                    "topologyKey": HOSTNAME_LABEL,
+                }
+            ]
+        },
+    }
+
+
+def job_manifest(
+    name: str,
+    namespace: str,
+    *,
+    nodes: Sequence[str],
+    cliques: Sequence[str],
+    gpus_per_node: int,
+    gpu_request: GpuRequest,
+    image: str,
+    command: Sequence[str] | None,
+) -> dict[str, Any]:
+    """The workload Job: one indexed pod per node of ``nodes``."""
+    claims: list[dict[str, str]] = [
+        {"name": CHANNEL_CLAIM, "resourceClaimTemplateName": channel_template_name(name)}
+    ]
+    resources: dict[str, Any] = {"claims": [{"name": CHANNEL_CLAIM}]}
+    if gpu_request == "dra":
+        claims.append({"name": GPU_CLAIM, "resourceClaimTemplateName": gpu_template_name(name)})
+        resources["claims"].append({"name": GPU_CLAIM})
+    else:
+        resources["limits"] = {DEVICE_PLUGIN_RESOURCE: str(gpus_per_node)}
+    container: dict[str, Any] = {"name": "worker", "image": image, "resources": resources}
+    if command:
+        container["command"] = list(command)
+    count = len(nodes)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(name, namespace, name),
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": count,
+            "parallelism": count,
+            "template": {
+                "metadata": {"labels": labels(name)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "affinity": _affinity(name, nodes, cliques),
+                    "resourceClaims": claims,
+                    "containers": [container],
+                },
+            },
+        },
+    }

@@ -1,0 +1,228 @@
+"""Planning a ComputeDomain: a multi-node NVLink job placed inside one clique.
+
+:func:`plan` places the job by Contract 2 (:func:`nvtopo.place`) on the nodes the health
+rule keeps (:func:`nvtopo.imex.place_domain`), then describes the Kubernetes objects that
+run it there (:mod:`nvtopo.compute_domain.manifests`): the ComputeDomain, the GPU claim
+template (DRA) and a Job whose pods are pinned to the chosen nodes and clique.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, get_args
+
+from nvtopo.cluster import Cluster
+from nvtopo.compute_domain.errors import ComputeDomainError
+from nvtopo.compute_domain.manifests import (
+    DEFAULT_COMMAND,
+    DEFAULT_IMAGE,
+    GpuRequest,
+    compute_domain_manifest,
+    gpu_claim_template,
+    gpu_template_name,
+    job_manifest,
+)
+from nvtopo.imex.domain import ExcludedNode, place_domain, summarize_excluded
+from nvtopo.place import Domain, Placement, PlacementRequest
+
+__all__ = ["MAX_NAME_LENGTH", "ComputeDomainPlan", "plan"]
+
+#: Longest ComputeDomain name: the Job's pods are named ``<name>-<index>-<suffix>`` and
+#: their host names ``<name>-<index>`` must stay DNS labels (63 characters).
+MAX_NAME_LENGTH = 52
+_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_EXPLAIN_EXCLUDED = 20
+
+
+def _check_label(value: str, what: str, limit: int) -> None:
+    if not isinstance(value, str) or not _DNS_LABEL_RE.match(value) or len(value) > limit:
+        raise ComputeDomainError(
+            f"{what} {value!r} must be a DNS label: at most {limit} lower-case letters, "
+            "digits and '-', starting and ending with a letter or digit"
+        )
+
+
+@dataclass(frozen=True)
+class ComputeDomainPlan:
+    """A placed multi-node NVLink job and the objects that run it.
+
+    ``placement`` is Contract 2's answer to ``request`` on the healthy nodes; ``excluded``
+    lists the nodes that could not take part and why. The manifests are built on demand, as
+    fresh dicts, in the order :func:`nvtopo.compute_domain.apply` creates them.
+    """
+
+    name: str
+    namespace: str
+    request: PlacementRequest
+    placement: Placement
+    excluded: tuple[ExcludedNode, ...]
+    gpu_request: GpuRequest = "dra"
+    image: str = DEFAULT_IMAGE
+    command: tuple[str, ...] | None = DEFAULT_COMMAND
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The chosen nodes, in placement order."""
+        return tuple(n.name for n in self.placement.nodes)
+
+    @property
+    def cliques(self) -> tuple[str, ...]:
+        """The cliques of the chosen nodes (one under ``domain="required"``)."""
+        return self.placement.cliques
+
+    @property
+    def gpus_per_node(self) -> int:
+        """GPUs each pod takes (the placement is even)."""
+        return len(self.placement.nodes[0].gpus)
+
+    def compute_domain(self) -> dict[str, Any]:
+        """The ``ComputeDomain`` manifest."""
+        return compute_domain_manifest(self.name, self.namespace, self.nodes, self.cliques)
+
+    def claim_template(self) -> dict[str, Any] | None:
+        """The GPU ResourceClaimTemplate (DRA), or None with the device plugin."""
+        if self.gpu_request != "dra":
+            return None
+        return gpu_claim_template(self.name, self.namespace, self.gpus_per_node)
+
+    def workload(self) -> dict[str, Any]:
+        """The ``batch/v1`` Job, one indexed pod per chosen node."""
+        return job_manifest(
+            self.name,
+            self.namespace,
+            nodes=self.nodes,
+            cliques=self.cliques,
+            gpus_per_node=self.gpus_per_node,
+            gpu_request=self.gpu_request,
+            image=self.image,
+            command=self.command,
+        )
+
+    def manifests(self) -> list[dict[str, Any]]:
+        """Every object, in the order to create them."""
+        template = self.claim_template()
+        docs = [self.compute_domain()]
+        if template is not None:
+            docs.append(template)
+        docs.append(self.workload())
+        return docs
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as JSON-ready data: placement, excluded nodes and manifests."""
+        return {
+            "name": self.name,
+            "namespace": self.namespace,
+            "request": {
+                "gpus": self.request.gpus,
+                "nodes": self.request.nodes,
+                "domain": self.request.domain,
+            },
+            "placement": self.placement.to_json(),
+            "excluded": [{"name": e.name, "reasons": list(e.reasons)} for e in self.excluded],
+            "gpuRequest": self.gpu_request,
+            "manifests": self.manifests(),
+        }
+
+    def explain(self) -> str:
+        """What goes where and why some nodes were left out, for a person to read."""
+        count = len(self.nodes)
+        where = (
+            f"in clique {self.cliques[0]}"
+            if len(self.cliques) == 1
+            else f"across cliques {', '.join(self.cliques)}"
+            if self.cliques
+            else "outside any clique"
+        )
+        gpus = (
+            f"through DRA (ResourceClaimTemplate {gpu_template_name(self.name)})"
+            if self.gpu_request == "dra"
+            else "as nvidia.com/gpu limits (device plugin)"
+        )
+        lines = [
+            f"ComputeDomain {self.namespace}/{self.name}: {count} node"
+            f"{'s' if count != 1 else ''} {where}, {self.gpus_per_node} GPUs each "
+            f"({self.placement.gpu_count} in total), GPUs requested {gpus}",
+        ]
+        width = max(len(n) for n in self.nodes)
+        for node in self.placement.nodes:
+            lines.append(f"  {node.name:<{width}}  GPUs {', '.join(map(str, node.gpus))}")
+        if self.excluded:
+            lines.append(f"Excluded: {summarize_excluded(self.excluded)}")
+            shown = self.excluded[:_EXPLAIN_EXCLUDED]
+            width = max(len(e.name) for e in shown)
+            for e in shown:
+                lines.append(f"  {e.name:<{width}}  {'; '.join(e.reasons)}")
+            if len(self.excluded) > len(shown):
+                lines.append(f"  ... and {len(self.excluded) - len(shown)} more")
+        kinds = ", ".join(f"{m['kind']} {m['metadata']['name']}" for m in self.manifests())
+        lines.append(f"Objects: {kinds}; one pod per node, pinned to these nodes and the clique")
+        return "\n".join(lines)
+
+
+def plan(
+    cluster: Cluster,
+    *,
+    name: str,
+    namespace: str = "default",
+    gpus: int,
+    nodes: int | None = None,
+    domain: Domain = "required",
+    gpu_request: GpuRequest = "dra",
+    image: str = DEFAULT_IMAGE,
+    command: Sequence[str] | None = DEFAULT_COMMAND,
+) -> ComputeDomainPlan:
+    """Place a multi-node NVLink job in one clique and describe the objects that run it.
+
+    Parameters
+    ----------
+    cluster
+        Nodes with their cliques, free GPUs, fabric info and ComputeDomains.
+    name, namespace
+        Name of the ComputeDomain and of the Job (a DNS label of at most
+        :data:`MAX_NAME_LENGTH` characters), and their namespace.
+    gpus, nodes, domain
+        The request of Contract 2; with ``nodes`` each node takes ``gpus / nodes``. Without
+        it, the placement is made even (a Job's pods share one spec): see
+        :func:`nvtopo.imex.place_domain`.
+    gpu_request
+        ``"dra"``: pods claim their GPUs through a ResourceClaimTemplate; ``"device-plugin"``:
+        through ``nvidia.com/gpu`` limits.
+    image, command
+        The workload container (a placeholder that lists its GPUs and IMEX channel by
+        default; replace it or merge the pod template into your own).
+
+    Raises
+    ------
+    ComputeDomainError
+        A bad name, namespace, GPU request kind or image.
+    InfeasibleError
+        No clique has room; the message counts the excluded nodes by reason.
+
+    Examples
+    --------
+    >>> import nvtopo
+    >>> p = plan(nvtopo.cluster("gb200-nvl72x2"), name="train", gpus=16, nodes=4)
+    >>> len(p.nodes), len(p.cliques), [m["kind"] for m in p.manifests()]
+    (4, 1, ['ComputeDomain', 'ResourceClaimTemplate', 'Job'])
+    """
+    _check_label(name, "name", MAX_NAME_LENGTH)
+    _check_label(namespace, "namespace", 63)
+    if gpu_request not in get_args(GpuRequest):
+        raise ComputeDomainError(
+            f"gpu_request must be 'dra' or 'device-plugin', got {gpu_request!r}"
+        )
+    if not isinstance(image, str) or not image.strip() or any(c.isspace() for c in image):
+        raise ComputeDomainError(f"image {image!r} is not a container image reference")
+    placed = place_domain(cluster, gpus=gpus, nodes=nodes, domain=domain, even=True)
+    return ComputeDomainPlan(
+        name=name,
+        namespace=namespace,
+        request=placed.request,
+        placement=placed.placement,
+        excluded=placed.excluded,
+        gpu_request=gpu_request,
+        image=image,
+        command=tuple(command) if command else None,
+    )
