@@ -11,17 +11,17 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml 2>/dev/null) pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: help demo test test-rust test-python lint fmt bench build clean
+.PHONY: help demo test test-rust test-python lint fmt bench build readme k8s-env clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.deps: pyproject.toml
+$(VENV)/.deps: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "maturin>=1.7,<2" pytest "hypothesis>=6.100" ruff mypy types-PyYAML \
 	    "nvidia-ml-py>=12.535" "networkx>=3.1" "numpy>=1.24" "click>=8.1" "rich>=13" "PyYAML>=6" \
-	    "jsonschema>=4.18"
+	    "jsonschema>=4.18" "kubernetes>=34.1" "cryptography>=42"
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(RUST_SOURCES)
@@ -38,7 +38,11 @@ demo: build ## show a catalog system (no GPU needed): its topology and an optima
 test-rust: ## cargo test of the pure Rust core
 	cd rust && cargo test -q -p nvtopo-core
 
-test-python: build ## pytest (gpu tests skip without NVML)
+k8s-env: $(VENV)/.deps ## build the pinned kube-apiserver + etcd for tests/k8s (cached in ~/.cache/nvtopo/k8s)
+	@if [ "$${NVTOPO_K8S:-}" = skip ]; then echo "NVTOPO_K8S=skip: k8s tests deselected, nothing built"; \
+	else $(PY) scripts/k8s-test-env build; fi
+
+test-python: build k8s-env ## pytest (gpu tests skip without NVML; NVTOPO_K8S=skip leaves out tests/k8s)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test: build test-rust test-python ## build and run every test
@@ -57,6 +61,9 @@ fmt: $(VENV)/.deps ## format Rust and Python in place
 
 bench: build ## run the benchmarks and rewrite benches/RESULTS.md
 	$(PY) benches/run.py
+
+readme: build ## rerun the README's examples and write their real output into it
+	$(PY) scripts/readme.py --update
 
 clean: ## remove the virtual environment and build outputs
 	rm -rf $(VENV) rust/target .pytest_cache .mypy_cache .hypothesis

@@ -1,0 +1,108 @@
+"""Fixtures that run a real etcd + kube-apiserver for the Kubernetes tests.
+
+Like controller-runtime's envtest: the pinned binaries come from ``scripts/k8s-test-env build``
+(built on first use and cached under ``~/.cache/nvtopo/k8s/``), both processes listen on
+free loopback ports for the whole session, and they are stopped at its end. Without Go the
+fixture fails with the reason; ``NVTOPO_K8S=skip`` deselects every test marked ``k8s``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+_PACKAGE = Path(__file__).resolve().parents[2] / "scripts" / "k8s"
+
+
+def _load_controlplane() -> Any:
+    # The launcher is a small package beside the Go module it builds, outside nvtopo; it is
+    # loaded under the same name scripts/k8s-test-env uses, so both share one module.
+    name = "nvtopo_k8s_env"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        name, _PACKAGE / "__init__.py", submodule_search_locations=[str(_PACKAGE)]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+controlplane = _load_controlplane()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (and report as deselected) every ``k8s`` test when ``NVTOPO_K8S=skip``."""
+    if os.environ.get("NVTOPO_K8S", "").strip().lower() != "skip":
+        return
+    dropped = [item for item in items if item.get_closest_marker("k8s") is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item.get_closest_marker("k8s") is None]
+
+
+@pytest.fixture(scope="session")
+def apiserver(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """A running control plane: ``.url``, ``.token``, ``.ca_file``, ``.kubeconfig`` (paths).
+
+    The token's user is in ``system:masters``; authorization is RBAC.
+    """
+    plugins = request.config.pluginmanager
+    reporter = plugins.get_plugin("terminalreporter")
+    capture = plugins.get_plugin("capturemanager")
+
+    def say(line: str) -> None:
+        # Progress must reach the terminal past output capture: a first build takes minutes.
+        if reporter is None:
+            return
+        if capture is None:
+            reporter.write_line(f"[k8s] {line}")
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"[k8s] {line}")
+
+    timeout = float(os.environ.get("NVTOPO_K8S_START_TIMEOUT", "120"))
+    try:
+        binaries = controlplane.build(log=say)
+        plane = controlplane.start(tmp_path_factory.mktemp("k8s"), binaries, timeout=timeout)
+    except controlplane.ControlPlaneError as exc:
+        problem = str(exc)
+    else:
+        problem = ""
+    if problem:
+        # Failed outside the except block so the report is the message, not a chained trace.
+        pytest.fail(
+            f"Kubernetes test environment unavailable: {problem}\n"
+            "(NVTOPO_K8S=skip deselects the k8s tests)",
+            pytrace=False,
+        )
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def k8s_client(apiserver: Any) -> Iterator[ApiClient]:
+    """A ``kubernetes.client.ApiClient`` for the fixture's apiserver, made from its kubeconfig."""
+    from kubernetes import config
+
+    kubeconfig = str(apiserver.kubeconfig)
+    client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    try:
+        yield client
+    finally:
+        client.close()
