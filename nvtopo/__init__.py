@@ -27,12 +27,15 @@ from nvtopo.exceptions import (
     UnknownSystemError,
 )
 from nvtopo.model import Fabric, Gpu, GpuPair, Nic, NodeTopology, NvLink, NvSwitch, Platform
+from nvtopo.place import ClusterState, Placement, PlacementRequest, place
+from nvtopo.select import Selection, partition, select_gpus
 from nvtopo.sources.catalog import cluster, system, systems
 from nvtopo.sources.nvml import discover
 
 __all__ = [
     "Cluster",
     "ClusterNode",
+    "ClusterState",
     "DiscoveryError",
     "Fabric",
     "Gpu",
@@ -44,7 +47,10 @@ __all__ = [
     "NvSwitch",
     "NvtopoError",
     "ParseError",
+    "Placement",
+    "PlacementRequest",
     "Platform",
+    "Selection",
     "SelectionError",
     "TopologyError",
     "UnknownGpuError",
@@ -52,6 +58,9 @@ __all__ = [
     "__version__",
     "cluster",
     "discover",
+    "partition",
+    "place",
+    "select_gpus",
     "system",
     "systems",
 ]

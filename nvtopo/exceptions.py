@@ -7,6 +7,7 @@ __all__ = [
     "InfeasibleError",
     "NvtopoError",
     "ParseError",
+    "RequiredUnavailableError",
     "SelectionError",
     "TopologyError",
     "UnknownGpuError",
@@ -55,3 +56,7 @@ class UnknownGpuError(SelectionError):
 
 class InfeasibleError(NvtopoError):
     """The request is well-formed but cannot be met (not enough free GPUs, no clique)."""
+
+
+class RequiredUnavailableError(InfeasibleError):
+    """A GPU the request requires is not among the available ones."""

@@ -1,0 +1,305 @@
+"""Contract 2: multi-node placement inside NVLink domains (cliques), and the cluster state.
+
+A request asks for ``gpus`` GPUs, optionally as ``nodes`` nodes of ``gpus / nodes`` each,
+with a clique rule ``domain``: ``required`` (one clique or fail), ``preferred`` (as few as
+possible) or ``none`` (cliques ignored, no ComputeDomain). Placements are compared, best
+first, by:
+
+1. feasibility: free GPUs only; a multi-node placement under ``required``/``preferred``
+   forms a ComputeDomain and uses only nodes not already in one;
+2. the fewest NVLink domains (a node without a clique is its own domain);
+3. the fewest nodes;
+4. best fit: the fewest free GPUs in the domains used, then on the nodes used;
+5. on each node, Contract 1's GPU set (:func:`nvtopo.select_gpus`) for its share;
+6. ties: the sorted domain ids (a node without a clique is named after itself), then the
+   sorted node names.
+
+Shares: with ``nodes`` each node takes ``gpus / nodes``. Without it, the fewest nodes are
+chosen, then filled most-free first (ties by name), each giving all its free GPUs until
+the request is met, so only the last may give part of them. ``domain="none"`` drops steps
+2 and the domain half of 4 and 6. The search runs in the Rust core over per-domain
+aggregates, so a request does not visit every node of a large cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from nvtopo import _core
+from nvtopo.cluster import Cluster
+from nvtopo.exceptions import SelectionError
+from nvtopo.model import NodeTopology
+from nvtopo.select import core_topology
+
+__all__ = [
+    "Allocation",
+    "ClusterState",
+    "Domain",
+    "PlacedNode",
+    "Placement",
+    "PlacementRequest",
+    "place",
+]
+
+Domain = Literal["required", "preferred", "none"]
+_DOMAINS: tuple[str, ...] = get_args(Domain)
+
+
+def _positive(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SelectionError(f"{what} must be a positive int, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class PlacementRequest:
+    """What a job asks for.
+
+    Examples
+    --------
+    >>> PlacementRequest(64, nodes=16, domain="required").gpus_per_node
+    4
+    """
+
+    gpus: int
+    nodes: int | None = None
+    domain: Domain = "preferred"
+
+    def __post_init__(self) -> None:
+        _positive(self.gpus, "gpus")
+        if self.nodes is not None:
+            _positive(self.nodes, "nodes")
+            if self.gpus % self.nodes:
+                raise SelectionError(
+                    f"{self.gpus} GPUs do not split evenly over {self.nodes} nodes"
+                )
+        if self.domain not in _DOMAINS:
+            raise SelectionError(
+                f"domain must be 'required', 'preferred' or 'none', got {self.domain!r}"
+            )
+
+    @property
+    def gpus_per_node(self) -> int | None:
+        """``gpus / nodes`` when ``nodes`` is given."""
+        return None if self.nodes is None else self.gpus // self.nodes
+
+
+@dataclass(frozen=True)
+class PlacedNode:
+    """One node of a placement and the GPUs taken on it."""
+
+    name: str
+    gpus: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a job goes.
+
+    ``cliques`` lists the clique ids of the nodes used (nodes without one add none);
+    ``compute_domain`` is True when the job needs a ComputeDomain (several nodes, cliques
+    not ignored).
+    """
+
+    nodes: tuple[PlacedNode, ...]
+    cliques: tuple[str, ...]
+    compute_domain: bool
+
+    @property
+    def gpu_count(self) -> int:
+        """GPUs placed in total."""
+        return sum(len(n.gpus) for n in self.nodes)
+
+    def explain(self) -> str:
+        """One paragraph saying where the job goes."""
+        where = "; ".join(f"{n.name}: GPUs {', '.join(map(str, n.gpus))}" for n in self.nodes)
+        count = "1 node" if len(self.nodes) == 1 else f"{len(self.nodes)} nodes"
+        if not self.cliques:
+            domains = "outside any clique"
+        elif len(self.cliques) == 1:
+            domains = f"in clique {self.cliques[0]}"
+        else:
+            domains = f"across {len(self.cliques)} cliques ({', '.join(self.cliques)})"
+        cd = "forms a ComputeDomain" if self.compute_domain else "needs no ComputeDomain"
+        return f"{self.gpu_count} GPUs on {count} {domains} ({where}); {cd}."
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"nodes": [{"name", "gpus"}], "cliques", "computeDomain", "gpuCount"}``."""
+        return {
+            "nodes": [{"name": n.name, "gpus": list(n.gpus)} for n in self.nodes],
+            "cliques": list(self.cliques),
+            "computeDomain": self.compute_domain,
+            "gpuCount": self.gpu_count,
+        }
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A committed placement; give it back with :meth:`ClusterState.release`."""
+
+    id: int
+    placement: Placement
+
+
+def _request(
+    request: PlacementRequest | None,
+    gpus: int | None,
+    nodes: int | None,
+    domain: Domain | None,
+) -> PlacementRequest:
+    if request is None:
+        if gpus is None:
+            raise SelectionError("a placement needs gpus= (or a PlacementRequest)")
+        return PlacementRequest(gpus, nodes, domain or "preferred")
+    if not isinstance(request, PlacementRequest):
+        raise SelectionError(f"expected a PlacementRequest, got {type(request).__name__}")
+    if gpus is not None or nodes is not None or domain is not None:
+        raise SelectionError("give either a PlacementRequest or keywords, not both")
+    return request
+
+
+def _placement(raw: tuple[list[tuple[str, list[int]]], list[str], bool]) -> Placement:
+    nodes, cliques, cd = raw
+    return Placement(tuple(PlacedNode(n, tuple(g)) for n, g in nodes), tuple(cliques), cd)
+
+
+class ClusterState:
+    """Free GPUs and ComputeDomains of a cluster, owned by the Rust core.
+
+    Nodes of one topology share one core topology, so a cluster of thousands of identical
+    trays loads quickly. :meth:`place` answers without committing; :meth:`allocate`
+    commits (a GPU is never handed out twice) and :meth:`release` gives back. Methods may
+    be called from several threads.
+
+    Examples
+    --------
+    >>> from nvtopo.cluster import Cluster, ClusterNode
+    >>> from nvtopo.model import Gpu, GpuPair, NodeTopology
+    >>> tray = NodeTopology(
+    ...     gpus=tuple(Gpu(i) for i in range(4)),
+    ...     pairs=tuple(GpuPair(a, b, nvlinks=18) for a in range(4) for b in range(a + 1, 4)),
+    ... )
+    >>> nodes = [ClusterNode(f"n{i}", tray, clique="rack.1") for i in range(3)]
+    >>> state = ClusterState(Cluster(tuple(nodes)))
+    >>> a = state.allocate(gpus=8, nodes=2, domain="required")
+    >>> [n.name for n in a.placement.nodes], state.free_gpus("n0")
+    (['n0', 'n1'], ())
+    >>> state.release(a)
+    >>> state.free_gpus("n0")
+    (0, 1, 2, 3)
+    """
+
+    def __init__(self, cluster: Cluster) -> None:
+        interned: dict[Any, _core.Topology] = {}
+        by_id: dict[int, _core.Topology] = {}
+        rows = []
+        for node in cluster.nodes:
+            rows.append(
+                (
+                    node.name,
+                    self._intern(node.topology, by_id, interned),
+                    node.domain,
+                    list(node.free),
+                    node.in_compute_domain,
+                )
+            )
+        self._core = _core.ClusterState(rows)
+
+    @staticmethod
+    def _intern(
+        topology: NodeTopology,
+        by_id: dict[int, _core.Topology],
+        interned: dict[Any, _core.Topology],
+    ) -> _core.Topology:
+        core = by_id.get(id(topology))
+        if core is None:
+            gens = tuple(g.nvlink_generation for g in topology.gpus)
+            key = (topology.gpu_indices, gens, topology.pairs, topology.numa_keys)
+            core = interned.get(key)
+            if core is None:
+                core = interned[key] = core_topology(topology)
+            by_id[id(topology)] = core
+        return core
+
+    def __len__(self) -> int:
+        return len(self._core)
+
+    @property
+    def topology_count(self) -> int:
+        """Distinct core topologies held (nodes of one kind share one)."""
+        return self._core.topology_count
+
+    @property
+    def free_count(self) -> int:
+        """Free GPUs in the whole cluster."""
+        return self._core.free_count()
+
+    def place(
+        self,
+        request: PlacementRequest | None = None,
+        /,
+        *,
+        gpus: int | None = None,
+        nodes: int | None = None,
+        domain: Domain | None = None,
+    ) -> Placement:
+        """The best placement of the request (Contract 2), not committed."""
+        r = _request(request, gpus, nodes, domain)
+        return _placement(self._core.place(r.gpus, r.nodes, r.domain))
+
+    def allocate(
+        self,
+        request: PlacementRequest | None = None,
+        /,
+        *,
+        gpus: int | None = None,
+        nodes: int | None = None,
+        domain: Domain | None = None,
+    ) -> Allocation:
+        """Place the request and commit it."""
+        r = _request(request, gpus, nodes, domain)
+        ident, raw = self._core.allocate(r.gpus, r.nodes, r.domain)
+        return Allocation(ident, _placement(raw))
+
+    def release(self, allocation: Allocation | int) -> None:
+        """Give an allocation (or its id) back."""
+        ident = allocation.id if isinstance(allocation, Allocation) else allocation
+        if not isinstance(ident, int) or ident < 0:
+            raise SelectionError(f"no allocation {ident!r}")
+        self._core.release(ident)
+
+    def free_gpus(self, node: str) -> tuple[int, ...]:
+        """Free GPU ids of ``node``."""
+        return tuple(self._core.free_gpus(node))
+
+    def in_compute_domain(self, node: str) -> bool:
+        """Whether ``node`` hosts a ComputeDomain."""
+        return self._core.in_compute_domain(node)
+
+    def allocations(self) -> tuple[int, ...]:
+        """Ids of the allocations held."""
+        return tuple(self._core.allocations())
+
+
+def place(
+    cluster: Cluster,
+    request: PlacementRequest | None = None,
+    /,
+    *,
+    gpus: int | None = None,
+    nodes: int | None = None,
+    domain: Domain | None = None,
+) -> Placement:
+    """The best placement of a request on ``cluster`` (a one-shot :class:`ClusterState`).
+
+    Examples
+    --------
+    >>> from nvtopo.cluster import Cluster, ClusterNode
+    >>> from nvtopo.model import Gpu, NodeTopology
+    >>> box = NodeTopology(gpus=tuple(Gpu(i) for i in range(2)))
+    >>> c = Cluster((ClusterNode("a", box, free_gpus=(1,)), ClusterNode("b", box)))
+    >>> place(c, gpus=1).nodes
+    (PlacedNode(name='a', gpus=(1,)),)
+    """
+    return ClusterState(cluster).place(request, gpus=gpus, nodes=nodes, domain=domain)

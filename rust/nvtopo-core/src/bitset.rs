@@ -1,0 +1,50 @@
+//! GPU sets as bit masks: bit `p` is the GPU at position `p` of a node (positions follow
+//! ascending GPU ids, so the order of bits is the order of ids).
+
+/// A set of GPU positions of one node (up to [`MAX_GPUS`]).
+pub type Mask = u128;
+
+/// Most GPUs one node may have in the core.
+pub const MAX_GPUS: usize = 128;
+
+/// The mask of positions `0..n`.
+pub fn full(n: usize) -> Mask {
+    if n >= MAX_GPUS {
+        Mask::MAX
+    } else {
+        (1u128 << n) - 1
+    }
+}
+
+/// The positions in `m`, ascending.
+pub fn iter(mut m: Mask) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if m == 0 {
+            None
+        } else {
+            let p = m.trailing_zeros() as usize;
+            m &= m - 1;
+            Some(p)
+        }
+    })
+}
+
+/// Number of positions in `m`.
+#[inline]
+pub fn len(m: Mask) -> u32 {
+    m.count_ones()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iterates_in_order() {
+        let m: Mask = 0b1010_0101;
+        assert_eq!(iter(m).collect::<Vec<_>>(), vec![0, 2, 5, 7]);
+        assert_eq!(len(m), 4);
+        assert_eq!(full(3), 0b111);
+        assert_eq!(full(128), u128::MAX);
+    }
+}

@@ -1,0 +1,139 @@
+//! Arithmetic on "how many nodes have v free GPUs" vectors (`cnt[v]`), the per-clique
+//! aggregates that let Contract 2 reason about a rack without visiting its nodes.
+//!
+//! Sums are small (free GPUs per node ≤ 128, nodes per request modest), so the subset-sum
+//! questions below are answered with bit-set dynamic programming: O(V · m² · S/64) for V
+//! distinct values, m nodes and sums up to S.
+
+/// Fewest nodes whose free GPUs add up to `need`, taking the fullest first; None if even
+/// all of them fall short.
+pub fn fewest_nodes(cnt: &[u32], need: u64) -> Option<u32> {
+    let mut got = 0u64;
+    let mut m = 0u32;
+    for v in (1..cnt.len()).rev() {
+        for _ in 0..cnt[v] {
+            if got >= need {
+                return Some(m);
+            }
+            got += v as u64;
+            m += 1;
+        }
+    }
+    (got >= need).then_some(m)
+}
+
+/// Σ v · `cnt[v]`.
+pub fn capacity(cnt: &[u32]) -> u64 {
+    cnt.iter()
+        .enumerate()
+        .map(|(v, &c)| v as u64 * u64::from(c))
+        .sum()
+}
+
+/// Bit set of sums: bit s set when some choice reaches s.
+#[derive(Clone)]
+struct Sums(Vec<u64>);
+
+impl Sums {
+    fn new(max: usize) -> Sums {
+        Sums(vec![0; max / 64 + 1])
+    }
+
+    fn get(&self, s: usize) -> bool {
+        self.0.get(s / 64).is_some_and(|w| w >> (s % 64) & 1 == 1)
+    }
+
+    /// self |= other << by (bits past the end dropped).
+    fn or_shifted(&mut self, other: &Sums, by: usize) {
+        let (words, bits) = (by / 64, by % 64);
+        let len = self.0.len();
+        for i in (words..len).rev() {
+            let src = i - words;
+            let mut w = other.0[src] << bits;
+            if bits > 0 && src > 0 {
+                w |= other.0[src - 1] >> (64 - bits);
+            }
+            self.0[i] |= w;
+        }
+    }
+}
+
+/// `reach[j]`: the sums reachable with exactly j nodes (values ≥ 1), up to `max`.
+fn reachable(cnt: &[u32], m: usize, max: usize) -> Vec<Sums> {
+    let mut reach = vec![Sums::new(max); m + 1];
+    reach[0].0[0] = 1;
+    for (v, &c) in cnt.iter().enumerate().skip(1) {
+        for _ in 0..(c as usize).min(m) {
+            for j in (1..=m).rev() {
+                let (lo, hi) = reach.split_at_mut(j);
+                hi[0].or_shifted(&lo[j - 1], v);
+            }
+        }
+    }
+    reach
+}
+
+/// The smallest total of exactly `m` nodes that reaches `need` (best fit), if any.
+pub fn min_total(cnt: &[u32], m: u32, need: u64) -> Option<u64> {
+    let vmax = cnt.len().saturating_sub(1);
+    let max = need as usize + vmax;
+    let reach = reachable(cnt, m as usize, max);
+    (need as usize..=max)
+        .find(|&s| reach[m as usize].get(s))
+        .map(|s| s as u64)
+}
+
+/// Whether exactly `m` nodes of `cnt` add up to exactly `total`.
+pub fn exact(cnt: &[u32], m: u32, total: u64) -> bool {
+    if m == 0 {
+        return total == 0;
+    }
+    reachable(cnt, m as usize, total as usize)[m as usize].get(total as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fewest_nodes_takes_fullest_first() {
+        // two nodes with 4 free, one with 3, one with 1
+        let cnt = [0, 1, 0, 1, 2];
+        assert_eq!(fewest_nodes(&cnt, 8), Some(2));
+        assert_eq!(fewest_nodes(&cnt, 9), Some(3));
+        assert_eq!(fewest_nodes(&cnt, 12), Some(4));
+        assert_eq!(fewest_nodes(&cnt, 13), None);
+        assert_eq!(fewest_nodes(&cnt, 0), Some(0));
+        assert_eq!(capacity(&cnt), 12);
+    }
+
+    #[test]
+    fn min_total_is_best_fit() {
+        let cnt = [0, 1, 0, 1, 2];
+        // 7 GPUs on 2 nodes: 4 + 3 = 7 beats 4 + 4 = 8
+        assert_eq!(min_total(&cnt, 2, 7), Some(7));
+        assert_eq!(min_total(&cnt, 2, 8), Some(8));
+        assert_eq!(min_total(&cnt, 3, 9), Some(9));
+        assert_eq!(min_total(&cnt, 2, 9), None);
+        // {1, 4} twice: two nodes reach 5 or 8 but never 6
+        assert_eq!(min_total(&[0, 2, 0, 0, 2], 2, 6), Some(8));
+    }
+
+    #[test]
+    fn exact_sums() {
+        let cnt = [0, 1, 0, 1, 2];
+        assert!(exact(&cnt, 2, 5));
+        assert!(!exact(&cnt, 2, 6));
+        assert!(exact(&cnt, 0, 0));
+        assert!(exact(&cnt, 4, 12));
+    }
+
+    #[test]
+    fn wide_sums_cross_words() {
+        let mut cnt = vec![0u32; 100];
+        cnt[99] = 3;
+        cnt[1] = 1;
+        assert_eq!(min_total(&cnt, 2, 150), Some(198));
+        assert!(exact(&cnt, 3, 199));
+    }
+}

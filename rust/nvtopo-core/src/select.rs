@@ -1,0 +1,403 @@
+//! Contract 1: the exact optimal set of `k` GPUs of one node.
+//!
+//! Candidate sets S (every required GPU, the rest from the available set A) are compared by
+//! (1) the highest bottleneck `min pair_score`, (2) the highest total `Σ pair_score`,
+//! (3) the fewest distinct NUMA keys, (4) the smallest cut `Σ score(i, j)`, i ∈ S,
+//! j ∈ A \ S, (5) the lexicographically smallest sorted tuple of GPU ids.
+//!
+//! The search has two phases over bit-mask GPU sets:
+//!
+//! 1. *Bottleneck.* The best bottleneck is the highest distinct pair score t such that the
+//!    graph "score ≥ t" holds a k-clique containing the required GPUs. Feasibility is
+//!    monotone in t, so a binary search over the distinct scores runs a clique DFS
+//!    (candidate peeling to the (k−1)-core, then increasing-index branching) per probe.
+//! 2. *Branch and bound* in that graph, picking GPUs in increasing index order, so that the
+//!    sets are met in lexicographic order and the first of equally good sets is the
+//!    smallest; a branch whose optimistic bound only equals the incumbent is cut. Bounds:
+//!    total ≤ current + the best r of `gain(v) + partners(v)/2` over candidates v (r picks
+//!    left; `gain(v)` = v's scores to the GPUs chosen, `partners(v)` = the sum of v's r−1
+//!    best scores to other candidates, read from a per-topology best-first order); NUMA
+//!    keys ≥ keys used + the new keys the rest needs; for an equal total,
+//!    cut = Σ_{i∈S} deg_A(i) − 2·total ≥ used degrees + the r smallest candidate degrees −
+//!    2·total. A greedy set seeds the search.
+//!
+//! Every probe and every branch node counts against a node budget. For n GPUs each phase
+//! visits a set at most once, so at n ≤ 16 the whole search stays under
+//! 8 · 2¹⁶ + 2¹⁶ nodes and [`DEFAULT_BUDGET`] always proves the optimum; past that a result
+//! may come back with `optimal == false` (the best set found, never an infeasible one).
+
+mod branch;
+
+use crate::bitset::{self, Mask};
+use crate::error::{Error, Result};
+use crate::topology::Topology;
+use branch::BranchAndBound;
+
+/// Search nodes allowed when the caller gives no budget (enough to prove any ≤ 16-GPU case).
+pub const DEFAULT_BUDGET: u64 = 2_000_000;
+
+/// The chosen set and the measures Contract 1 compares it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// Chosen positions.
+    pub mask: Mask,
+    /// Chosen GPU ids, ascending.
+    pub gpus: Vec<i64>,
+    /// Lowest pair score in the set (0 for a single GPU).
+    pub bottleneck: u32,
+    /// Σ pair score over the set.
+    pub total: u64,
+    /// Distinct NUMA keys in the set.
+    pub numa_keys: u32,
+    /// Σ score from the set to the available GPUs left out.
+    pub cut: u64,
+    /// True when the search proved this set optimal within its budget.
+    pub optimal: bool,
+    /// The weakest pair (lowest score, then smallest ids), None for a single GPU.
+    pub bottleneck_pair: Option<(i64, i64)>,
+    /// Path of the weakest pair (`NV18`, `SYS`, ...).
+    pub bottleneck_path: Option<String>,
+    /// Available GPUs left out, ascending.
+    pub remaining: Vec<i64>,
+    /// Search nodes used.
+    pub nodes: u64,
+}
+
+fn id_list(ids: &[i64]) -> String {
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Check a request and turn it into (available, required) masks.
+///
+/// `available = None` means every GPU. Errors: `k` outside 1..=n → `Selection`; an unknown
+/// or repeated id → `UnknownGpu`; more required GPUs than `k` → `Selection`; a required GPU
+/// not available → `RequiredUnavailable`; fewer available GPUs than `k` → `Infeasible`.
+pub fn resolve(
+    topo: &Topology,
+    k: usize,
+    available: Option<&[i64]>,
+    required: &[i64],
+) -> Result<(Mask, Mask)> {
+    let n = topo.len();
+    if k < 1 || k > n {
+        return Err(Error::Selection(format!(
+            "k must be between 1 and {n} (the node's GPU count), got {k}"
+        )));
+    }
+    let avail = match available {
+        None => topo.all(),
+        Some(ids) => topo.mask_of(ids, "available")?,
+    };
+    let req = topo.mask_of(required, "required")?;
+    if bitset::len(req) as usize > k {
+        return Err(Error::Selection(format!(
+            "{} GPUs required but k is {k}",
+            bitset::len(req)
+        )));
+    }
+    if req & !avail != 0 {
+        let missing = topo.ids_of(req & !avail);
+        return Err(Error::RequiredUnavailable(format!(
+            "required GPU {} is not available (available: {})",
+            missing[0],
+            id_list(&topo.ids_of(avail))
+        )));
+    }
+    if (bitset::len(avail) as usize) < k {
+        return Err(Error::Infeasible(format!(
+            "only {} GPUs available ({}), {k} requested",
+            bitset::len(avail),
+            id_list(&topo.ids_of(avail))
+        )));
+    }
+    Ok((avail, req))
+}
+
+/// Contract 1 by GPU ids: validate with [`resolve`], then [`select_mask`].
+pub fn select(
+    topo: &Topology,
+    k: usize,
+    available: Option<&[i64]>,
+    required: &[i64],
+    budget: Option<u64>,
+) -> Result<Selection> {
+    let (avail, req) = resolve(topo, k, available, required)?;
+    Ok(select_mask(
+        topo,
+        k,
+        avail,
+        req,
+        budget.unwrap_or(DEFAULT_BUDGET),
+    ))
+}
+
+/// Contract 1 on masks. The caller guarantees `req ⊆ avail`, `|req| ≤ k ≤ |avail|`.
+pub fn select_mask(topo: &Topology, k: usize, avail: Mask, req: Mask, budget: u64) -> Selection {
+    debug_assert!(req & !avail == 0 && bitset::len(req) as usize <= k);
+    debug_assert!(k <= bitset::len(avail) as usize);
+    let mut s = Search {
+        budget,
+        nodes: 0,
+        exhausted: false,
+    };
+    let mut proven = true;
+    let mask = if bitset::len(req) as usize == k {
+        req
+    } else if bitset::len(avail) as usize == k {
+        avail
+    } else {
+        let (adj, witness) = if k == 1 {
+            (topo.complete(), None)
+        } else {
+            let (ti, witness, ok) = best_threshold(topo, &mut s, k, avail, req);
+            proven &= ok;
+            (topo.adjacency(ti), Some(witness))
+        };
+        s.exhausted = false;
+        let found = BranchAndBound::new(topo, adj, avail).run(&mut s, k, req, witness);
+        proven &= !s.exhausted;
+        match (found, witness) {
+            (Some(m), _) => m,
+            (None, Some(w)) => w,
+            (None, None) => lowest(avail & !req, k - bitset::len(req) as usize) | req,
+        }
+    };
+    finish(topo, mask, avail, proven, s.nodes)
+}
+
+fn lowest(mut m: Mask, count: usize) -> Mask {
+    let mut out: Mask = 0;
+    for _ in 0..count {
+        let low = m & m.wrapping_neg();
+        out |= low;
+        m &= m - 1;
+    }
+    out
+}
+
+fn finish(topo: &Topology, mask: Mask, avail: Mask, optimal: bool, nodes: u64) -> Selection {
+    let weakest = topo.weakest_pair(mask);
+    let ids = topo.ids();
+    Selection {
+        mask,
+        gpus: topo.ids_of(mask),
+        bottleneck: weakest.map_or(0, |w| w.2),
+        total: topo.total(mask),
+        numa_keys: topo.numa_count(mask),
+        cut: topo.cut(mask, avail & !mask),
+        optimal,
+        bottleneck_pair: weakest.map(|(a, b, _)| (ids[a], ids[b])),
+        bottleneck_path: weakest.map(|(a, b, _)| topo.path(a, b).label()),
+        remaining: topo.ids_of(avail & !mask),
+        nodes,
+    }
+}
+
+struct Search {
+    budget: u64,
+    nodes: u64,
+    exhausted: bool,
+}
+
+impl Search {
+    #[inline]
+    fn tick(&mut self) -> bool {
+        self.nodes += 1;
+        if self.nodes > self.budget {
+            self.exhausted = true;
+        }
+        !self.exhausted
+    }
+
+    /// An `m`-clique of `adj` inside `cand` (the lexicographically first), if one exists.
+    fn clique(&mut self, adj: &[Mask], cand: Mask, m: u32) -> Option<Mask> {
+        let mut c = cand;
+        if m >= 2 {
+            // Peel to the (m−1)-core: a vertex with fewer neighbours cannot be in the clique.
+            loop {
+                let before = c;
+                for v in bitset::iter(c) {
+                    if bitset::len(adj[v] & c) < m - 1 {
+                        c &= !(1 << v);
+                    }
+                }
+                if c == before {
+                    break;
+                }
+            }
+        }
+        self.clique_rec(adj, c, m)
+    }
+
+    fn clique_rec(&mut self, adj: &[Mask], mut p: Mask, m: u32) -> Option<Mask> {
+        if m == 0 {
+            return Some(0);
+        }
+        if !self.tick() {
+            return None;
+        }
+        while bitset::len(p) >= m {
+            let v = p.trailing_zeros() as usize;
+            p &= p - 1;
+            let np = p & adj[v];
+            if bitset::len(np) + 1 >= m {
+                if let Some(c) = self.clique_rec(adj, np, m - 1) {
+                    return Some(c | (1 << v));
+                }
+                if self.exhausted {
+                    return None;
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Phase 1: index of the best threshold, a witness set there, and whether it is proven.
+fn best_threshold(
+    topo: &Topology,
+    s: &mut Search,
+    k: usize,
+    avail: Mask,
+    req: Mask,
+) -> (usize, Mask, bool) {
+    let th = topo.thresholds();
+    let last = th.len() - 1;
+    let m = (k - bitset::len(req) as usize) as u32;
+    // The required GPUs' own weakest pair caps the bottleneck.
+    let cap = topo.weakest_pair(req).map_or(u32::MAX, |w| w.2);
+    let mut lo = th.partition_point(|&t| t > cap);
+    let mut hi = last;
+    let mut witness: Option<Mask> = None;
+    let mut proven = true;
+    let candidates = |ti: usize| {
+        let adj = topo.adjacency(ti);
+        let mut c = avail & !req;
+        for r in bitset::iter(req) {
+            c &= adj[r];
+        }
+        c
+    };
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match s.clique(topo.adjacency(mid), candidates(mid), m) {
+            Some(c) => {
+                hi = mid;
+                witness = Some(c | req);
+            }
+            None => {
+                if s.exhausted {
+                    proven = false;
+                }
+                lo = mid + 1;
+            }
+        }
+    }
+    let witness = witness.unwrap_or_else(|| {
+        // Only reached with hi == last, where every pair qualifies.
+        lowest(candidates(hi), m as usize) | req
+    });
+    (hi, witness, proven)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::score::{PairPath, PathClass};
+
+    fn nvswitch(n: usize, keys: &[u32]) -> Topology {
+        let nv = PairPath {
+            nvlinks: 18,
+            class: PathClass::Sys,
+        };
+        Topology::uniform(n, nv, 5, keys).unwrap()
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let t = nvswitch(8, &[0; 8]);
+        let e = |r: Result<Selection>| r.unwrap_err();
+        assert!(matches!(
+            e(select(&t, 0, None, &[], None)),
+            Error::Selection(_)
+        ));
+        assert!(matches!(
+            e(select(&t, 9, None, &[], None)),
+            Error::Selection(_)
+        ));
+        assert!(matches!(
+            e(select(&t, 2, Some(&[0, 8]), &[], None)),
+            Error::UnknownGpu(_)
+        ));
+        assert!(matches!(
+            e(select(&t, 2, Some(&[0, 0, 1]), &[], None)),
+            Error::UnknownGpu(_)
+        ));
+        assert!(matches!(
+            e(select(&t, 2, Some(&[0, 1]), &[3], None)),
+            Error::RequiredUnavailable(_)
+        ));
+        assert!(matches!(
+            e(select(&t, 1, None, &[0, 1], None)),
+            Error::Selection(_)
+        ));
+        assert_eq!(
+            e(select(&t, 4, Some(&[0, 2, 5]), &[], None)).to_string(),
+            "only 3 GPUs available (0, 2, 5), 4 requested"
+        );
+    }
+
+    #[test]
+    fn numa_keys_break_total_ties() {
+        // All pairs equal: the fewest NUMA keys win, then the smallest ids.
+        let t = nvswitch(8, &[1, 0, 1, 0, 1, 0, 1, 0]);
+        let s = select(&t, 4, None, &[], None).unwrap();
+        assert_eq!(s.gpus, vec![0, 2, 4, 6]);
+        assert_eq!(s.numa_keys, 1);
+        let s = select(&t, 3, None, &[1], None).unwrap();
+        assert_eq!(s.gpus, vec![1, 3, 5]);
+    }
+
+    #[test]
+    fn single_gpu_takes_the_least_connected() {
+        // GPU 3 only reaches the others over SYS: taking it cuts the least.
+        let mut pairs = Vec::new();
+        for a in 0..4 {
+            for b in a + 1..4 {
+                let nvlinks = if b == 3 { 0 } else { 4 };
+                pairs.push(crate::topology::PairSpec {
+                    a,
+                    b,
+                    nvlinks,
+                    class: PathClass::Sys,
+                });
+            }
+        }
+        let t = Topology::new(vec![0, 1, 2, 3], &[4; 4], &pairs, &[0; 4]).unwrap();
+        let s = select(&t, 1, None, &[], None).unwrap();
+        assert_eq!(s.gpus, vec![3]);
+        assert_eq!(s.bottleneck, 0);
+        assert_eq!(s.bottleneck_pair, None);
+        assert_eq!(s.cut, 30);
+        let s = select(&t, 2, None, &[], None).unwrap();
+        assert_eq!(s.gpus, vec![0, 1]);
+        assert_eq!(s.bottleneck_path.as_deref(), Some("NV4"));
+        assert_eq!(s.remaining, vec![2, 3]);
+    }
+
+    #[test]
+    fn budget_reports_unproven_results() {
+        let keys: Vec<u32> = (0..72).map(|i| i / 2).collect();
+        let t = nvswitch(72, &keys);
+        let s = select(&t, 9, None, &[], Some(3)).unwrap();
+        assert_eq!(s.gpus.len(), 9);
+        assert!(!s.optimal);
+        let s = select(&t, 9, None, &[], None).unwrap();
+        assert!(s.optimal);
+        assert_eq!(s.gpus, (0..9).collect::<Vec<_>>());
+        assert_eq!(s.numa_keys, 5);
+    }
+}
