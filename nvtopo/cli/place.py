@@ -8,6 +8,7 @@ from nvtopo.cli.output import console, emit
 from nvtopo.cli.sources import SOURCE_HELP, load_source
 from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
+from nvtopo.place import Placement
 
 __all__ = ["place"]
 
@@ -50,7 +51,7 @@ def place(source: str, gpus: int, available: str | None, required: str | None, n
         if fmt != "table":
             emit(placement.to_json(), fmt)
         else:
-            console().print(placement.explain())
+            _placement_table(obj, placement)
         return
     if nodes not in (None, 1):
         raise NvtopoError(f"--nodes {nodes}: the source is a single node")
@@ -63,3 +64,23 @@ def place(source: str, gpus: int, available: str | None, required: str | None, n
         emit(selection.to_json(), fmt)
     else:
         console().print(selection.explain())
+
+
+def _placement_table(cluster: Cluster, placement: Placement) -> None:
+    """A summary line, then one row per node: its clique and the GPUs it gives."""
+    from rich.table import Table
+
+    count = "1 node" if len(placement.nodes) == 1 else f"{len(placement.nodes)} nodes"
+    cliques = ", ".join(placement.cliques) or "no clique"
+    cd = "forms a ComputeDomain" if placement.compute_domain else "no ComputeDomain"
+    con = console()
+    con.print(f"{placement.gpu_count} GPUs on {count}, {len(placement.cliques)} clique(s): "
+              f"{cliques}; {cd}")
+    table = Table()
+    for col in ("node", "clique", "GPUs", "free after"):
+        table.add_column(col)
+    for n in placement.nodes:
+        node = cluster.node(n.name)
+        left = len(node.free) - len(n.gpus)
+        table.add_row(n.name, node.domain or "-", ",".join(map(str, n.gpus)), str(left))
+    con.print(table)
