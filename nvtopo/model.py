@@ -104,6 +104,7 @@ class Fabric:
     cluster_uuid: str = ZERO_CLUSTER_UUID
     clique_id: int = 0
     state: FabricState = "not_supported"
+    #: NVML's fabric status, an ``nvmlReturn_t`` name in snake case (``insufficient_resources``).
     status: str = "success"
     health: FabricHealth = "unknown"
     health_mask: int = 0

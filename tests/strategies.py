@@ -28,7 +28,7 @@ def fabrics(draw: st.DrawFn) -> Fabric:
         cluster_uuid=str(uuid.UUID(int=draw(st.integers(0, 3)))),
         clique_id=draw(st.integers(0, 5)),
         state=draw(st.sampled_from(["not_supported", "not_started", "in_progress", "completed"])),
-        status=draw(st.sampled_from(["success", "NVML_ERROR_INSUFFICIENT_RESOURCES"])),
+        status=draw(st.sampled_from(["success", "insufficient_resources"])),
         health=draw(st.sampled_from(["healthy", "degraded", "unhealthy", "unknown"])),
         health_mask=draw(st.integers(0, 255)),
     )

@@ -75,7 +75,7 @@ def test_fabric_not_ready() -> None:
     registering, refused, degraded = (g.fabric for g in t.gpus)
     assert registering == Fabric(state="in_progress")
     assert refused is not None and refused.state == "completed"
-    assert refused.status == "NVML_ERROR_INSUFFICIENT_RESOURCES"
+    assert refused.status == "insufficient_resources"
     assert refused.cluster_uuid == ZERO_CLUSTER_UUID and refused.clique is None
     assert degraded is not None and degraded.health == "degraded"
     assert degraded.health_mask & 0b11 == 1  # NVML_GPU_FABRIC_HEALTH_MASK_DEGRADED_BW_TRUE

@@ -83,10 +83,14 @@ def _health(field: FieldReader, values: dict[str, int]) -> FabricHealth:
 
 def _status(text: str | None) -> str:
     # NVML's status is meaningful only once the state is completed; N/A reads as the
-    # model's default. Other words are nvmlErrorString() text: map back to the enum name.
+    # model's default. Other words are nvmlErrorString() text: map back to the enum name in
+    # the snake case the model uses for every source (``insufficient_resources``).
     if text is None or text.lower() == "success":
         return "success"
-    return "NVML_ERROR_" + "_".join(text.upper().split())
+    word = text.strip()
+    if word.upper().startswith("NVML_ERROR_"):
+        word = word[len("NVML_ERROR_") :]
+    return "_".join(word.lower().split()).replace("-", "_")
 
 
 def read_fabric(field: FieldReader) -> Fabric:
