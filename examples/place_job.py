@@ -15,12 +15,16 @@ for job in jobs:
     alloc = state.allocate(job)
     allocations.append(alloc)
     p = alloc.placement
-    print(f"{job.gpus:>3} GPUs -> {len(p.nodes)} node(s) in {', '.join(p.cliques)}: "
-          f"{p.nodes[0].name} ... {p.nodes[-1].name}")
+    print(
+        f"{job.gpus:>3} GPUs -> {len(p.nodes)} node(s) in {', '.join(p.cliques)}: "
+        f"{p.nodes[0].name} ... {p.nodes[-1].name}"
+    )
 
 state.release(allocations[0])
-print("after releasing the first job, free GPUs on rack0000-tray00:",
-      state.free_gpus("rack0000-tray00"))
+print(
+    "after releasing the first job, free GPUs on rack0000-tray00:",
+    state.free_gpus("rack0000-tray00"),
+)
 try:
     state.place(nvtopo.PlacementRequest(gpus=4 * 19, nodes=19, domain="required"))
 except nvtopo.InfeasibleError as err:

@@ -119,6 +119,15 @@ class Cluster:
 
         return cluster_from_json(data, source=source)
 
+    @classmethod
+    def from_kubernetes(cls, api_client: Any, *, driver: str = "gpu.nvtopo.dev") -> Cluster:
+        """Read the cluster back from the API server: nodes and topologies from the driver's
+        ResourceSlices, free GPUs from ResourceClaim allocations
+        (:func:`nvtopo.dra.readback.cluster_from_kubernetes`)."""
+        from nvtopo.dra.readback import cluster_from_kubernetes
+
+        return cluster_from_kubernetes(api_client, driver=driver)
+
     def to_json(self) -> dict[str, Any]:
         from nvtopo.jsonio import cluster_to_json
 

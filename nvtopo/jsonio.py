@@ -51,8 +51,9 @@ def _parse(data: str | bytes | dict[str, Any], source: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
     except json.JSONDecodeError as exc:
-        raise ParseError(f"invalid JSON at column {exc.colno}: {exc.msg}", source=source,
-                         line=exc.lineno) from None
+        raise ParseError(
+            f"invalid JSON at column {exc.colno}: {exc.msg}", source=source, line=exc.lineno
+        ) from None
     except UnicodeDecodeError as exc:
         raise ParseError(f"not UTF-8 text ({exc.reason})", source=source) from None
     if not isinstance(doc, dict):
@@ -217,7 +218,11 @@ def _node_body(t: NodeTopology) -> dict[str, Any]:
             ],
             "nvswitches": [
                 _drop_none(
-                    {"id": s.id, "pciBusId": s.pci_bus_id, "gpuLinks": [list(x) for x in s.gpu_links]}
+                    {
+                        "id": s.id,
+                        "pciBusId": s.pci_bus_id,
+                        "gpuLinks": [list(x) for x in s.gpu_links],
+                    }
                 )
                 for s in t.nvswitches
             ],
@@ -345,8 +350,10 @@ def cluster_from_json(data: str | bytes | dict[str, Any], *, source: str = "<jso
             topo = _node_from_body(n["topology"], source)
         elif "topologyRef" in n:
             if n["topologyRef"] not in shared:
-                raise ParseError(f"{where}: topologyRef {n['topologyRef']!r} is not in "
-                                 "$.topologies", source=source)
+                raise ParseError(
+                    f"{where}: topologyRef {n['topologyRef']!r} is not in $.topologies",
+                    source=source,
+                )
             topo = shared[n["topologyRef"]]
         else:
             name = n["system"]

@@ -291,7 +291,7 @@ class NodeTopology:
         return GpuPair(lo, hi)
 
     def path_class(self, a: int, b: int) -> str:
-        """``nvidia-smi topo -m`` notation for the path between ``a`` and ``b`` (``X`` for a == b)."""
+        """``nvidia-smi topo -m`` notation for the path from ``a`` to ``b`` (``X`` if a == b)."""
         return "X" if a == b else self.pair(a, b).path_class
 
     def iter_pairs(self) -> Iterator[GpuPair]:
@@ -359,7 +359,9 @@ class NodeTopology:
         return parse_smi_xml(text, source=source)
 
     @classmethod
-    def from_json(cls, data: str | bytes | dict[str, Any], *, source: str = "<json>") -> NodeTopology:
+    def from_json(
+        cls, data: str | bytes | dict[str, Any], *, source: str = "<json>"
+    ) -> NodeTopology:
         """Read the ``nvtopo.dev/v1`` ``NodeTopology`` JSON format (text or parsed)."""
         from nvtopo.jsonio import node_from_json
 

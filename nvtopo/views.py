@@ -13,7 +13,11 @@ if TYPE_CHECKING:
 __all__ = ["PATH_CLASS_RANK", "bandwidth_matrix", "path_class_matrix", "to_networkx"]
 
 #: Rank of each path class in :func:`path_class_matrix`: 0 self, 1 NVLink, then PCIe best first.
-PATH_CLASS_RANK = {"X": 0, "NV": 1, **{c: i + 2 for i, c in enumerate(PCIE_CLASSES)}}
+PATH_CLASS_RANK: dict[str, int] = {
+    "X": 0,
+    "NV": 1,
+    **{c: i + 2 for i, c in enumerate(PCIE_CLASSES)},
+}
 
 
 def to_networkx(topology: NodeTopology) -> nx.Graph:
@@ -35,18 +39,25 @@ def to_networkx(topology: NodeTopology) -> nx.Graph:
 
     g = nx.Graph(name=topology.name or topology.system or "node")
     for gpu in topology.gpus:
-        g.add_node(f"gpu{gpu.index}", kind="gpu", index=gpu.index, name=gpu.name,
-                   numa_key=gpu.numa_key)
+        g.add_node(
+            f"gpu{gpu.index}", kind="gpu", index=gpu.index, name=gpu.name, numa_key=gpu.numa_key
+        )
     for p in topology.iter_pairs():
-        g.add_edge(f"gpu{p.a}", f"gpu{p.b}", path=p.path_class, nvlinks=p.nvlinks,
-                   pcie=p.pcie, bandwidth=topology.pair_bandwidth(p.a, p.b))
+        g.add_edge(
+            f"gpu{p.a}",
+            f"gpu{p.b}",
+            path=p.path_class,
+            nvlinks=p.nvlinks,
+            pcie=p.pcie,
+            bandwidth=topology.pair_bandwidth(p.a, p.b),
+        )
     for k, sw in enumerate(topology.nvswitches):
         g.add_node(f"nvswitch{k}", kind="nvswitch", id=sw.id)
         for gpu_index, links in sw.gpu_links:
             g.add_edge(f"gpu{gpu_index}", f"nvswitch{k}", links=links)
     for nic in topology.nics:
         g.add_node(nic.name, kind="nic", device=nic.device)
-        for gpu, path in zip(topology.gpus, nic.gpu_paths):
+        for gpu, path in zip(topology.gpus, nic.gpu_paths, strict=False):
             g.add_edge(f"gpu{gpu.index}", nic.name, path=path)
     return g
 

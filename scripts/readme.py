@@ -27,8 +27,14 @@ ENV = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"}
 def run_command(line: str) -> str:
     args = shlex.split(line)
     assert args[0] == "nvtopo", line
-    done = subprocess.run([sys.executable, "-m", "nvtopo", *args[1:]], capture_output=True,
-                          text=True, cwd=ROOT, env=ENV, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "nvtopo", *args[1:]],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+        check=False,
+    )
     return (done.stdout + done.stderr).rstrip("\n")
 
 
@@ -45,7 +51,7 @@ def python_block(lines: list[str], namespace: dict[str, object]) -> list[str]:
     code = [line for line in lines if not line.lstrip().startswith("# -> ")]
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        exec(compile("\n".join(code), "README.md", "exec"), namespace)  # noqa: S102
+        exec(compile("\n".join(code), "README.md", "exec"), namespace)
     printed = iter(buf.getvalue().splitlines())
     out = []
     for line in code:
@@ -86,8 +92,11 @@ def main() -> int:
     if new != old:
         import difflib
 
-        sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
-                                                   "README.md", "README.md (as run)"))
+        sys.stdout.writelines(
+            difflib.unified_diff(
+                old.splitlines(True), new.splitlines(True), "README.md", "README.md (as run)"
+            )
+        )
         return 1
     return 0
 

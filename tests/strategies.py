@@ -99,14 +99,20 @@ def topologies(draw: st.DrawFn, max_gpus: int = 8) -> NodeTopology:
                     )
                 )
     switches = tuple(
-        NvSwitch(id=f"sw{k}", pci_bus_id=draw(st.none() | st.just(f"00000000:{k:02X}:00.0")),
-                 gpu_links=tuple((i, 2) for i in range(n)))
+        NvSwitch(
+            id=f"sw{k}",
+            pci_bus_id=draw(st.none() | st.just(f"00000000:{k:02X}:00.0")),
+            gpu_links=tuple((i, 2) for i in range(n)),
+        )
         for k in range(draw(st.integers(0, 2)))
     )
     nics = tuple(
-        Nic(name=f"NIC{k}", device=draw(st.none() | st.just(f"mlx5_{k}")),
+        Nic(
+            name=f"NIC{k}",
+            device=draw(st.none() | st.just(f"mlx5_{k}")),
             numa_node=draw(st.none() | st.integers(0, 1)),
-            gpu_paths=tuple(draw(st.sampled_from(PCIE_CLASSES)) for _ in range(n)))
+            gpu_paths=tuple(draw(st.sampled_from(PCIE_CLASSES)) for _ in range(n)),
+        )
         for k in range(draw(st.integers(0, 2)))
     )
     return NodeTopology(
@@ -129,9 +135,16 @@ def clusters(draw: st.DrawFn) -> Cluster:
     for i in range(draw(st.integers(1, 5))):
         topo = shared if draw(st.booleans()) else draw(topologies(max_gpus=4))
         free = draw(st.none() | st.lists(st.sampled_from(topo.gpu_indices), unique=True))
-        clique = draw(st.none() | st.sampled_from(
-            [f"{uuid.UUID(int=7)}.1", f"{uuid.UUID(int=8)}.2"]))
-        nodes.append(ClusterNode(name=f"node{i:02d}", topology=topo, clique=clique,
-                                 free_gpus=None if free is None else tuple(free),
-                                 in_compute_domain=draw(st.booleans())))
+        clique = draw(
+            st.none() | st.sampled_from([f"{uuid.UUID(int=7)}.1", f"{uuid.UUID(int=8)}.2"])
+        )
+        nodes.append(
+            ClusterNode(
+                name=f"node{i:02d}",
+                topology=topo,
+                clique=clique,
+                free_gpus=None if free is None else tuple(free),
+                in_compute_domain=draw(st.booleans()),
+            )
+        )
     return Cluster(tuple(nodes), name=draw(st.none() | st.just("lab")))

@@ -64,8 +64,9 @@ def test_matrix_printed_back_parses_to_the_same_paths(capsys, tmp_path: Path) ->
 
 
 def test_smi_topo_source_reads_the_h200_capture(capsys) -> None:
-    code, out, err = run(capsys, "dump", "--source", f"smi-topo:{DATA / 'h200-vm' / 'smi.txt'}",
-                         "--format", "json")
+    code, out, err = run(
+        capsys, "dump", "--source", f"smi-topo:{DATA / 'h200-vm' / 'smi.txt'}", "--format", "json"
+    )
     assert code == 0, err
     assert len(json.loads(out)["gpus"]) == 1
 
@@ -76,10 +77,12 @@ def test_cluster_source_table_and_node_pick(capsys) -> None:
     assert "36 nodes" in out and "2 NVLink domain" in out
     code, out, err = run(capsys, "dump", "--source", "system:gb200-nvl72x2", "--format", "matrix")
     assert code == 1 and "--node" in err
-    name = json.loads(run(capsys, "dump", "--source", "system:gb200-nvl72x2", "--format",
-                          "json")[1])["nodes"][0]["name"]
-    code, out, _ = run(capsys, "dump", "--source", "system:gb200-nvl72x2", "--node", name,
-                       "--format", "matrix")
+    name = json.loads(
+        run(capsys, "dump", "--source", "system:gb200-nvl72x2", "--format", "json")[1]
+    )["nodes"][0]["name"]
+    code, out, _ = run(
+        capsys, "dump", "--source", "system:gb200-nvl72x2", "--node", name, "--format", "matrix"
+    )
     assert code == 0 and "NV18" in out
 
 
@@ -87,23 +90,39 @@ def test_systems_lists_the_catalog(capsys) -> None:
     code, out, _ = run(capsys, "systems", "--format", "json")
     assert code == 0
     names = {s["name"] for s in json.loads(out)}
-    assert {"dgx1-v100", "dgx2-v100", "dgx-a100", "dgx-h100", "hgx-h200", "hgx-b200", "gb200-tray",
-            "gb200-nvl72", "gb300-nvl72", "pcie-4x-a100-bridged", "pcie-8x-l40s"} <= names
+    assert {
+        "dgx1-v100",
+        "dgx2-v100",
+        "dgx-a100",
+        "dgx-h100",
+        "hgx-h200",
+        "hgx-b200",
+        "gb200-tray",
+        "gb200-nvl72",
+        "gb300-nvl72",
+        "pcie-4x-a100-bridged",
+        "pcie-8x-l40s",
+    } <= names
 
 
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
         (["dump", "--source", "system:dgx-h900"], "dgx-h900"),
-        (["dump", "--source", "smi-topo:/nonexistent/topo.txt"], "/nonexistent/topo.txt: no such file"),
+        (
+            ["dump", "--source", "smi-topo:/nonexistent/topo.txt"],
+            "/nonexistent/topo.txt: no such file",
+        ),
         (["dump", "--source", "floppy:/x"], "unknown source"),
         (["dump", "--source", "smi-topo:"], "a path is needed"),
-        (["place", "--source", "system:dgx-h100", "--gpus", "4", "--available", "0,x"],
-         "expected GPU indices"),
+        (
+            ["place", "--source", "system:dgx-h100", "--gpus", "4", "--available", "0,x"],
+            "expected GPU indices",
+        ),
     ],
 )
 def test_bad_input_gives_one_line_and_nonzero_exit(capsys, args: list[str], expected: str) -> None:
-    code, out, err = run(capsys, *args)
+    code, _out, err = run(capsys, *args)
     assert code != 0
     assert expected in err
     assert len(err.strip().splitlines()) == 1, err
@@ -125,8 +144,12 @@ def test_cut_capture_is_refused_through_the_console_script(tmp_path: Path) -> No
     text = (DATA / "gb200-tray-topo-m.txt").read_text().splitlines()
     cut = tmp_path / "cut.txt"
     cut.write_text("\n".join(line for line in text[:-2] if not line.startswith("#")) + "\n")
-    done = subprocess.run([sys.executable, "-m", "nvtopo", "dump", "--source", f"smi-topo:{cut}"],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "nvtopo", "dump", "--source", f"smi-topo:{cut}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert str(cut) in done.stderr

@@ -48,8 +48,12 @@ def test_schema_is_shipped_and_names_the_api_version() -> None:
 
 
 def _node_doc() -> dict:
-    return {"apiVersion": "nvtopo.dev/v1", "kind": "NodeTopology",
-            "gpus": [{"index": 0}, {"index": 1}], "pairs": [{"a": 0, "b": 1, "nvlinks": 4}]}
+    return {
+        "apiVersion": "nvtopo.dev/v1",
+        "kind": "NodeTopology",
+        "gpus": [{"index": 0}, {"index": 1}],
+        "pairs": [{"a": 0, "b": 1, "nvlinks": 4}],
+    }
 
 
 def test_truncated_json_names_file_and_line() -> None:
@@ -93,14 +97,20 @@ def test_inconsistent_pairs_are_refused() -> None:
 
 
 def test_cluster_with_unknown_topology_ref() -> None:
-    doc = {"apiVersion": "nvtopo.dev/v1", "kind": "Cluster",
-           "nodes": [{"name": "a", "topologyRef": "missing"}]}
+    doc = {
+        "apiVersion": "nvtopo.dev/v1",
+        "kind": "Cluster",
+        "nodes": [{"name": "a", "topologyRef": "missing"}],
+    }
     with pytest.raises(ParseError, match=r"c.json: \$.nodes\[0\] \(a\): topologyRef 'missing'"):
         Cluster.from_json(json.dumps(doc), source="c.json")
 
 
 def test_cluster_free_gpu_not_on_node() -> None:
-    doc = {"apiVersion": "nvtopo.dev/v1", "kind": "Cluster",
-           "nodes": [{"name": "a", "topology": {"gpus": [{"index": 0}]}, "freeGpus": [3]}]}
+    doc = {
+        "apiVersion": "nvtopo.dev/v1",
+        "kind": "Cluster",
+        "nodes": [{"name": "a", "topology": {"gpus": [{"index": 0}]}, "freeGpus": [3]}],
+    }
     with pytest.raises(ParseError, match="free GPU 3 is not on the node"):
         Cluster.from_json(json.dumps(doc), source="c.json")

@@ -12,10 +12,16 @@ from nvtopo.views import PATH_CLASS_RANK, bandwidth_matrix, path_class_matrix, t
 
 def _topo() -> NodeTopology:
     return NodeTopology(
-        gpus=(Gpu(0, nvlink_generation=5, numa_affinity=(0,)), Gpu(1, nvlink_generation=5,
-              numa_affinity=(0,)), Gpu(2, numa_affinity=(1,))),
-        pairs=(GpuPair(0, 1, nvlinks=18, via_nvswitch=True), GpuPair(0, 2, pcie="SYS"),
-               GpuPair(1, 2, pcie="NODE")),
+        gpus=(
+            Gpu(0, nvlink_generation=5, numa_affinity=(0,)),
+            Gpu(1, nvlink_generation=5, numa_affinity=(0,)),
+            Gpu(2, numa_affinity=(1,)),
+        ),
+        pairs=(
+            GpuPair(0, 1, nvlinks=18, via_nvswitch=True),
+            GpuPair(0, 2, pcie="SYS"),
+            GpuPair(1, 2, pcie="NODE"),
+        ),
         nvswitches=(NvSwitch("sw0", gpu_links=((0, 18), (1, 18))),),
         nics=(Nic("NIC0", device="mlx5_0", gpu_paths=("PIX", "PXB", "SYS")),),
     )
@@ -24,8 +30,13 @@ def _topo() -> NodeTopology:
 def test_networkx_graph_has_gpus_switches_and_nics() -> None:
     g = to_networkx(_topo())
     kinds = {n: d["kind"] for n, d in g.nodes(data=True)}
-    assert kinds == {"gpu0": "gpu", "gpu1": "gpu", "gpu2": "gpu", "nvswitch0": "nvswitch",
-                     "NIC0": "nic"}
+    assert kinds == {
+        "gpu0": "gpu",
+        "gpu1": "gpu",
+        "gpu2": "gpu",
+        "nvswitch0": "nvswitch",
+        "NIC0": "nic",
+    }
     assert g.edges["gpu0", "gpu1"]["path"] == "NV18"
     assert g.edges["gpu0", "gpu1"]["bandwidth"] == 18 * 50
     assert g.edges["gpu1", "gpu2"]["path"] == "NODE"
@@ -48,8 +59,12 @@ def test_islands_and_clique_rule() -> None:
 
     t = _topo()
     assert t.nvlink_islands() == ((0, 1), (2,))
-    ok = Fabric(cluster_uuid="5b4d2f0e-1111-2222-3333-444455556666", clique_id=3,
-                state="completed", health="healthy")
+    ok = Fabric(
+        cluster_uuid="5b4d2f0e-1111-2222-3333-444455556666",
+        clique_id=3,
+        state="completed",
+        health="healthy",
+    )
     node = t.replace_gpus(replace(g, fabric=ok) for g in t.gpus)
     assert node.clique == "5b4d2f0e-1111-2222-3333-444455556666.3"
     bad = Fabric(cluster_uuid=ok.cluster_uuid, clique_id=3, state="in_progress")

@@ -21,7 +21,9 @@ FORMATS = ["table", "matrix", "json", "yaml", "dot", "svg"]
 def _pick_node(obj: NodeTopology | Cluster, node: str | None, fmt: str) -> NodeTopology | Cluster:
     if isinstance(obj, NodeTopology):
         if node is not None and node != obj.name:
-            raise NvtopoError(f"--node {node}: the source is a single node ({obj.name or 'unnamed'})")
+            raise NvtopoError(
+                f"--node {node}: the source is a single node ({obj.name or 'unnamed'})"
+            )
         return obj
     if node is not None:
         return obj.node(node).topology
@@ -37,11 +39,22 @@ def _pick_node(obj: NodeTopology | Cluster, node: str | None, fmt: str) -> NodeT
 
 @click.command()
 @click.option("--source", "-s", default="nvml", show_default=True, help=SOURCE_HELP)
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-              help="output format")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="output format",
+)
 @click.option("--node", default=None, help="with a cluster source: show this node")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
-              help="write to this file instead of stdout (svg, dot)")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="write to this file instead of stdout (svg, dot)",
+)
 def dump(source: str, fmt: str, node: str | None, output: str | None) -> None:
     """Show the GPU topology of a node or a cluster."""
     obj = _pick_node(load_source(source), node, fmt)
@@ -83,12 +96,14 @@ def _svg(topology: NodeTopology) -> str:
 
     dot = shutil.which("dot")
     if dot is not None:
-        done = subprocess.run([dot, "-Tsvg"], input=to_dot(topology), capture_output=True,
-                              text=True, check=False)
+        done = subprocess.run(
+            [dot, "-Tsvg"], input=to_dot(topology), capture_output=True, text=True, check=False
+        )
         if done.returncode == 0:
             return done.stdout
-        click.echo(f"nvtopo: graphviz failed ({done.stderr.strip()}); using the built-in layout",
-                   err=True)
+        click.echo(
+            f"nvtopo: graphviz failed ({done.stderr.strip()}); using the built-in layout", err=True
+        )
     else:
         click.echo("nvtopo: graphviz `dot` not installed; using the built-in SVG layout", err=True)
     return to_svg(topology)

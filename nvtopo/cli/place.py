@@ -25,18 +25,45 @@ def _int_list(option: str, text: str | None) -> tuple[int, ...] | None:
 
 @click.command()
 @click.option("--source", "-s", default="nvml", show_default=True, help=SOURCE_HELP)
-@click.option("--gpus", "-k", type=click.IntRange(min=1), required=True,
-              help="GPUs wanted (in total, for a cluster)")
+@click.option(
+    "--gpus",
+    "-k",
+    type=click.IntRange(min=1),
+    required=True,
+    help="GPUs wanted (in total, for a cluster)",
+)
 @click.option("--available", default=None, help="single node: free GPUs, e.g. 0,2,5 (default all)")
 @click.option("--required", default=None, help="single node: GPUs the set must contain")
-@click.option("--nodes", type=click.IntRange(min=1), default=None,
-              help="cluster: spread over exactly this many nodes (gpus/nodes each)")
-@click.option("--domain", type=click.Choice(["required", "preferred", "none"]), default="preferred",
-              show_default=True, help="cluster: keep the job inside one NVLink domain (clique)")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table",
-              show_default=True, help="output format")
-def place(source: str, gpus: int, available: str | None, required: str | None, nodes: int | None,
-          domain: str, fmt: str) -> None:
+@click.option(
+    "--nodes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="cluster: spread over exactly this many nodes (gpus/nodes each)",
+)
+@click.option(
+    "--domain",
+    type=click.Choice(["required", "preferred", "none"]),
+    default="preferred",
+    show_default=True,
+    help="cluster: keep the job inside one NVLink domain (clique)",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "yaml"]),
+    default="table",
+    show_default=True,
+    help="output format",
+)
+def place(
+    source: str,
+    gpus: int,
+    available: str | None,
+    required: str | None,
+    nodes: int | None,
+    domain: str,
+    fmt: str,
+) -> None:
     """Pick the best GPUs: Contract 1 on a node, Contract 2 on a cluster."""
     from nvtopo.place import PlacementRequest
     from nvtopo.place import place as place_job
@@ -45,8 +72,10 @@ def place(source: str, gpus: int, available: str | None, required: str | None, n
     obj = load_source(source)
     if isinstance(obj, Cluster) and len(obj.nodes) > 1:
         if available is not None or required is not None:
-            raise NvtopoError("--available/--required apply to a single node; a cluster file "
-                              "gives each node's freeGpus")
+            raise NvtopoError(
+                "--available/--required apply to a single node; a cluster file "
+                "gives each node's freeGpus"
+            )
         placement = place_job(obj, PlacementRequest(gpus=gpus, nodes=nodes, domain=domain))  # type: ignore[arg-type]
         if fmt != "table":
             emit(placement.to_json(), fmt)
@@ -58,8 +87,12 @@ def place(source: str, gpus: int, available: str | None, required: str | None, n
     topology = obj.nodes[0].topology if isinstance(obj, Cluster) else obj
     if isinstance(obj, Cluster) and available is None:
         available = ",".join(map(str, obj.nodes[0].free))
-    selection = select_gpus(topology, gpus, available=_int_list("--available", available),
-                            required=_int_list("--required", required) or ())
+    selection = select_gpus(
+        topology,
+        gpus,
+        available=_int_list("--available", available),
+        required=_int_list("--required", required) or (),
+    )
     if fmt != "table":
         emit(selection.to_json(), fmt)
     else:
@@ -74,8 +107,10 @@ def _placement_table(cluster: Cluster, placement: Placement) -> None:
     cliques = ", ".join(placement.cliques) or "no clique"
     cd = "forms a ComputeDomain" if placement.compute_domain else "no ComputeDomain"
     con = console()
-    con.print(f"{placement.gpu_count} GPUs on {count}, {len(placement.cliques)} clique(s): "
-              f"{cliques}; {cd}")
+    con.print(
+        f"{placement.gpu_count} GPUs on {count}, {len(placement.cliques)} clique(s): "
+        f"{cliques}; {cd}"
+    )
     table = Table()
     for col in ("node", "clique", "GPUs", "free after"):
         table.add_column(col)

@@ -13,8 +13,14 @@ __all__ = ["systems"]
 
 
 @click.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True, help="output format")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="output format",
+)
 def systems(fmt: str) -> None:
     """List the systems of the embedded catalog (use them as --source system:NAME)."""
     from nvtopo.sources.catalog import systems as catalog_systems

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nvtopo.cluster import Cluster
-from nvtopo.model import NodeTopology
+from nvtopo.model import PCIE_CLASSES, NodeTopology
 
 __all__ = ["path_style", "render_cluster_table", "render_node_table"]
 
@@ -17,8 +17,13 @@ def path_style(cell: str) -> str:
     """Colour of a ``topo -m`` cell: NVLink green, PCIe close yellow, far red."""
     if cell.startswith("NV"):
         return "bold green"
-    return {"PIX": "yellow", "PXB": "yellow", "PHB": "dark_orange", "NODE": "red",
-            "SYS": "bold red"}.get(cell, "dim")
+    return {
+        "PIX": "yellow",
+        "PXB": "yellow",
+        "PHB": "dark_orange",
+        "NODE": "red",
+        "SYS": "bold red",
+    }.get(cell, "dim")
 
 
 def _fabric(t: NodeTopology) -> str:
@@ -39,17 +44,18 @@ def render_node_table(t: NodeTopology, con: Console) -> None:
     if t.cuda_version:
         head.append(f"CUDA {t.cuda_version}")
     con.print(", ".join(head))
-    con.print(f"NVLink domain (clique): {t.clique or 'none (single-node domain)'}; "
-              f"fabric: {_fabric(t)}")
+    con.print(
+        f"NVLink domain (clique): {t.clique or 'none (single-node domain)'}; fabric: {_fabric(t)}"
+    )
 
     gpus = Table(title="GPUs", title_justify="left")
-    for col in ("GPU", "name", "memory", "PCI bus id", "NUMA", "CPU affinity", "NVLink",
-                "MIG"):
+    for col in ("GPU", "name", "memory", "PCI bus id", "NUMA", "CPU affinity", "NVLink", "MIG"):
         gpus.add_column(col)
     for g in t.gpus:
         mem = f"{g.memory_mib / 1024:.0f} GiB" if g.memory_mib else "?"
-        numa = ",".join(map(str, g.numa_affinity)) or (str(g.numa_node)
-                                                         if g.numa_node is not None else "?")
+        numa = ",".join(map(str, g.numa_affinity)) or (
+            str(g.numa_node) if g.numa_node is not None else "?"
+        )
         if g.nvlinks:
             up = sum(1 for n in g.nvlinks if n.state == "up")
             gen = f"gen{g.nvlink_generation} " if g.nvlink_generation else ""
@@ -59,8 +65,16 @@ def render_node_table(t: NodeTopology, con: Console) -> None:
         else:
             link = "-"
         mig = "?" if g.mig_mode is None else ("on" if g.mig_mode else "off")
-        gpus.add_row(str(g.index), g.name or "?", mem, g.pci_bus_id or "?", numa,
-                     g.cpu_affinity or "?", link, mig)
+        gpus.add_row(
+            str(g.index),
+            g.name or "?",
+            mem,
+            g.pci_bus_id or "?",
+            numa,
+            g.cpu_affinity or "?",
+            link,
+            mig,
+        )
     con.print(gpus)
 
     matrix = Table(title="Paths (nvidia-smi topo -m notation)", title_justify="left")
@@ -79,8 +93,10 @@ def render_node_table(t: NodeTopology, con: Console) -> None:
     con.print("NVLink islands: " + "  ".join("{" + ",".join(map(str, i)) + "}" for i in islands))
     degraded = [(g.index, len(g.degraded_links)) for g in t.gpus if g.degraded_links]
     if degraded:
-        con.print("[red]Degraded NVLinks:[/red] " +
-                  ", ".join(f"GPU{i}: {n} link(s) down" for i, n in degraded))
+        con.print(
+            "[red]Degraded NVLinks:[/red] "
+            + ", ".join(f"GPU{i}: {n} link(s) down" for i, n in degraded)
+        )
     if t.nvswitches:
         con.print(f"NVSwitches: {len(t.nvswitches)}")
     if t.nics:
@@ -90,12 +106,14 @@ def render_node_table(t: NodeTopology, con: Console) -> None:
         nics.add_column("NUMA")
         nics.add_column("closest GPUs")
         for nic in t.nics:
-            best = min(nic.gpu_paths, key=lambda c: "PIX PXB PHB NODE SYS".split().index(c),
-                       default=None)
-            close = [str(g.index) for g, c in zip(t.gpus, nic.gpu_paths) if c == best]
-            nics.add_row(nic.name, nic.device or "?",
-                         "?" if nic.numa_node is None else str(nic.numa_node),
-                         f"{','.join(close)} ({best})" if best else "?")
+            best = min(nic.gpu_paths, key=PCIE_CLASSES.index, default=None)
+            close = [str(g.index) for g, c in zip(t.gpus, nic.gpu_paths, strict=False) if c == best]
+            nics.add_row(
+                nic.name,
+                nic.device or "?",
+                "?" if nic.numa_node is None else str(nic.numa_node),
+                f"{','.join(close)} ({best})" if best else "?",
+            )
         con.print(nics)
 
 
@@ -103,15 +121,23 @@ def render_cluster_table(c: Cluster, con: Console) -> None:
     """Cliques with their node and free-GPU counts, and nodes outside any clique."""
     total = c.gpu_count
     free = sum(len(n.free) for n in c.nodes)
-    con.print(f"[bold]{c.name or 'cluster'}[/bold]: {len(c.nodes)} nodes, {total} GPUs "
-              f"({free} free), {len(c.cliques)} NVLink domain(s)")
+    con.print(
+        f"[bold]{c.name or 'cluster'}[/bold]: {len(c.nodes)} nodes, {total} GPUs "
+        f"({free} free), {len(c.cliques)} NVLink domain(s)"
+    )
     table = Table(title="NVLink domains (cliques)", title_justify="left")
     for col in ("clique", "nodes", "GPUs", "free GPUs", "first node", "last node"):
         table.add_column(col)
     for clique, names in c.cliques.items():
         nodes = [c.node(n) for n in names]
-        table.add_row(clique, str(len(nodes)), str(sum(len(n.topology.gpus) for n in nodes)),
-                      str(sum(len(n.free) for n in nodes)), names[0], names[-1])
+        table.add_row(
+            clique,
+            str(len(nodes)),
+            str(sum(len(n.topology.gpus) for n in nodes)),
+            str(sum(len(n.free) for n in nodes)),
+            names[0],
+            names[-1],
+        )
     con.print(table)
     lone = [n for n in c.nodes if n.domain is None]
     if lone:
