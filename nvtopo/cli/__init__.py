@@ -15,6 +15,7 @@ from nvtopo.cli.compute_domain import compute_domain
 from nvtopo.cli.dump import dump
 from nvtopo.cli.imex import imex
 from nvtopo.cli.place import place
+from nvtopo.cli.publish import publish
 from nvtopo.cli.slices import claim, slices
 from nvtopo.cli.systems import systems
 from nvtopo.exceptions import NvtopoError
@@ -33,6 +34,7 @@ cli.add_command(systems)
 cli.add_command(place)
 cli.add_command(slices)
 cli.add_command(claim)
+cli.add_command(publish)
 cli.add_command(compute_domain)
 cli.add_command(imex)
 

@@ -5,6 +5,8 @@
 - :func:`claim_template`: a ResourceClaimTemplate that makes the stock first-fit allocator
   return a well-connected GPU set;
 - :func:`device_classes`: the DeviceClass those claims name;
+- :func:`publish`: reconcile a node's (or a cluster's) slices with the API server;
+- :func:`cluster_from_kubernetes`: rebuild the :class:`~nvtopo.Cluster` from the API server;
 - :mod:`nvtopo.dra.limits`: the API limits, each check usable on its own.
 
 Every manifest is a plain dict, ready for ``yaml.safe_dump`` or the Kubernetes client.
@@ -30,6 +32,8 @@ from nvtopo.dra.attributes import (
 from nvtopo.dra.claims import claim_template
 from nvtopo.dra.classes import device_classes, device_classes_yaml
 from nvtopo.dra.limits import DraLimitError, check_resource_slice
+from nvtopo.dra.publish import PublishError, PublishResult, publish
+from nvtopo.dra.readback import cluster_from_kubernetes
 from nvtopo.dra.slices import (
     API_VERSION,
     DEFAULT_DRIVER,
@@ -45,13 +49,17 @@ __all__ = [
     "STANDARD_DOMAIN",
     "TOPOLOGY_DOMAIN",
     "DraLimitError",
+    "PublishError",
+    "PublishResult",
     "check_resource_slice",
     "claim_template",
+    "cluster_from_kubernetes",
     "cluster_resource_slices",
     "device_classes",
     "device_classes_yaml",
     "gpu_devices",
     "partition_groups",
+    "publish",
     "resource_slices",
     "slice_name",
 ]

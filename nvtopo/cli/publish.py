@@ -1,0 +1,236 @@
+"""``nvtopo publish``: the node agent that keeps the node's ResourceSlices up to date."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from nvtopo.cli.output import console
+from nvtopo.cli.sources import SOURCE_HELP, load_source
+from nvtopo.cluster import Cluster
+from nvtopo.exceptions import NvtopoError
+
+__all__ = ["api_client_from_config", "publish"]
+
+_MAX_CHANGE_ROWS = 50
+
+
+def api_client_from_config(kubeconfig: str | None) -> Any:
+    """A ``kubernetes.client.ApiClient``: from ``kubeconfig``; without one, the in-cluster
+    service account when ``KUBERNETES_SERVICE_HOST`` is set, else ``$KUBECONFIG`` or
+    ``~/.kube/config``."""
+    from kubernetes import client, config
+
+    if kubeconfig is not None and not os.path.isfile(kubeconfig):
+        raise NvtopoError(f"kubeconfig {kubeconfig}: no such file")
+    try:
+        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            cfg = client.Configuration()
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            return client.ApiClient(cfg)
+        return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    except config.ConfigException as exc:
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise NvtopoError(f"kubeconfig {where}: {exc}") from None
+    except OSError as exc:
+        raise NvtopoError(f"kubeconfig {kubeconfig}: {exc.strerror or exc}") from None
+
+
+def _owner(api_client: Any, node: str) -> dict[str, Any] | None:
+    """An owner reference to the Node object, so its slices go when the node is deleted.
+
+    Needs ``get`` on nodes; without the Node (a test cluster) or the permission, the slices
+    are published without an owner.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    from nvtopo.dra._kube import RawApi
+    from nvtopo.dra.publish import node_owner
+
+    api = RawApi(api_client)
+    try:
+        found = api.request("GET", RawApi.item("/api/v1/nodes", node), what=f"get Node {node}")
+    except ApiException as exc:
+        if exc.status in (403, 404):
+            return None
+        raise
+    uid = (found.get("metadata") or {}).get("uid")
+    return node_owner(node, uid) if uid else None
+
+
+@contextmanager
+def _sigterm_sets(stop: threading.Event) -> Iterator[None]:
+    # SIGTERM (the kubelet stopping the pod) ends the agent after the publish in progress.
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _show(result: Any, fmt: str, reason: str | None) -> None:
+    if fmt == "json":
+        doc = result.to_json()
+        if reason is not None:  # watch mode: one JSON object per line
+            click.echo(json.dumps({"reason": reason, **doc}, separators=(",", ":")))
+        else:
+            click.echo(json.dumps(doc, indent=2))
+        return
+    if reason is not None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        click.echo(f"{stamp} {reason}: {result.summary()}")
+        return
+    from rich.table import Table
+
+    out = console()
+    table = Table(
+        title=f"ResourceSlices of {result.driver}" + (" (dry run)" if result.dry_run else "")
+    )
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for label, value in (
+        ("pools", result.pools),
+        ("pools changed", result.pools_changed),
+        ("slices created", result.created),
+        ("slices updated", result.updated),
+        ("slices deleted", result.deleted),
+        ("slices unchanged", result.unchanged),
+        ("API requests", result.requests),
+        ("API writes", result.writes),
+        ("retries", result.retries),
+        ("conflicts", result.conflicts),
+    ):
+        table.add_row(label, str(value))
+    table.add_row("seconds", f"{result.elapsed_s:.2f}")
+    out.print(table)
+    if result.changes:
+        verb = "would change" if result.dry_run else "changed"
+        changes = Table(title=f"Slices that {verb}")
+        for col in ("action", "slice", "pool", "generation", "reason"):
+            changes.add_column(col)
+        for c in result.changes[:_MAX_CHANGE_ROWS]:
+            gen = "" if c.generation is None else str(c.generation)
+            changes.add_row(c.action, c.slice, c.pool, gen, c.reason)
+        out.print(changes)
+        if len(result.changes) > _MAX_CHANGE_ROWS:
+            out.print(f"... and {len(result.changes) - _MAX_CHANGE_ROWS} more")
+
+
+def _publisher(
+    source: str,
+    node: str | None,
+    driver: str,
+    kubeconfig: str | None,
+    dry_run: bool,
+    stop: threading.Event,
+) -> Callable[[], Any]:
+    from nvtopo.dra.publish import node_slices
+    from nvtopo.dra.publish import publish as publish_slices
+
+    api_client = api_client_from_config(kubeconfig)
+    agent_node = node or os.environ.get("NODE_NAME") or socket.gethostname()
+    owner: list[dict[str, Any] | None] = []
+
+    def once() -> Any:
+        if source == "nvml":
+            from nvtopo.sources.nvml import discover
+
+            obj: Any = discover(name=agent_node)
+        else:
+            obj = load_source(source)
+        if isinstance(obj, Cluster):
+            return publish_slices(
+                api_client, obj, node=node, driver=driver, dry_run=dry_run, stop=stop
+            )
+        if not owner:
+            owner.append(_owner(api_client, agent_node))
+        slices = node_slices(obj, node=agent_node, driver=driver, owner=owner[0])
+        return publish_slices(
+            api_client, {agent_node: slices}, driver=driver, dry_run=dry_run, stop=stop
+        )
+
+    return once
+
+
+@click.command()
+@click.option("--source", "-s", default="nvml", show_default=True, help=SOURCE_HELP)
+@click.option(
+    "--node",
+    default=None,
+    help="node (and pool) name; default: $NODE_NAME, else the host name. With a cluster "
+    "source: publish only this node (default: every node, and delete the pools of nodes "
+    "not in the cluster)",
+)
+@click.option("--driver", default="gpu.nvtopo.dev", show_default=True, help="DRA driver name")
+@click.option(
+    "--kubeconfig",
+    default=None,
+    help="kubeconfig file; default: the in-cluster service account when "
+    "KUBERNETES_SERVICE_HOST is set, else $KUBECONFIG or ~/.kube/config",
+)
+@click.option("--once", is_flag=True, help="publish once and exit (default: keep watching)")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=1.0),
+    default=60.0,
+    show_default=True,
+    help="watch mode: seconds between rediscoveries (NVML events and fabric changes wake "
+    "it sooner)",
+)
+@click.option("--dry-run", is_flag=True, help="show what would change; write nothing")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="output format (watch mode: one line, or one JSON object, per publish)",
+)
+def publish(
+    source: str,
+    node: str | None,
+    driver: str,
+    kubeconfig: str | None,
+    once: bool,
+    interval: float,
+    dry_run: bool,
+    fmt: str,
+) -> None:
+    """Publish this node's GPUs as DRA ResourceSlices and keep them up to date.
+
+    Rediscovers every --interval seconds and on NVML events (XID errors, GPU unavailable)
+    or fabric changes, and writes only what changed. SIGTERM stops it cleanly.
+    """
+    from nvtopo.dra.watch import NvmlEvents, watch
+
+    stop = threading.Event()
+    publish_once = _publisher(source, node, driver, kubeconfig, dry_run, stop)
+    with _sigterm_sets(stop):
+        if once:
+            _show(publish_once(), fmt, None)
+            return
+        events = NvmlEvents() if source == "nvml" else None
+
+        def round_(reason: str) -> None:
+            _show(publish_once(), fmt, reason)
+
+        def failed(exc: NvtopoError) -> None:
+            click.echo(f"nvtopo: error: {exc} (trying again at the next wake-up)", err=True)
+
+        try:
+            watch(round_, interval=interval, stop=stop, events=events, on_error=failed)
+        finally:
+            if events is not None:
+                events.close()

@@ -1,0 +1,125 @@
+"""The node's whole topology, carried on its ResourceSlice as one compressed annotation.
+
+A ResourceSlice device holds at most 32 attributes of at most 64 bytes each: room for the
+clique, the NVLink island, the NUMA key and the ``set<k>`` groups, not for the GPU×GPU
+NVLink counts and PCIe classes that Contract 1 scores. So the first slice of every pool also
+carries the node's ``nvtopo.dev/v1`` ``NodeTopology`` document under the annotation
+:data:`TOPOLOGY_ANNOTATION`, as gzip then base64 (``gzip+base64:`` prefix): 1.1–2.5 KB for the
+catalog machines, far under the 256 KiB the API allows for all annotations of an object.
+
+It lives on the slice rather than on the Node object so that it needs no write access to
+Nodes, comes and goes with the pool (a stale pool takes its topology with it), and is read in
+the same list call as the slices (:func:`nvtopo.dra.readback.cluster_from_kubernetes`).
+
+Examples
+--------
+>>> import nvtopo
+>>> t = nvtopo.system("dgx-h100")
+>>> text = encode_topology(t)
+>>> text.startswith("gzip+base64:"), decode_topology(text) == t
+(True, True)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import json
+import zlib
+from functools import lru_cache
+from typing import Any
+
+from nvtopo.dra.limits import DraLimitError
+from nvtopo.exceptions import ParseError, TopologyError
+from nvtopo.model import NodeTopology
+
+__all__ = [
+    "MAX_ANNOTATIONS_BYTES",
+    "TOPOLOGY_ANNOTATION",
+    "decode_document",
+    "decode_topology",
+    "encode_topology",
+]
+
+#: Annotation key of the node's topology document (on the first slice of its pool).
+TOPOLOGY_ANNOTATION = "topology.nvtopo.dev/node-topology"
+#: Bytes the API allows for all annotations of one object, keys and values together.
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+_PREFIX = "gzip+base64:"
+
+
+def encode_topology(topology: NodeTopology) -> str:
+    """The annotation value for ``topology``: compact JSON, gzip (no timestamp), base64.
+
+    Raises
+    ------
+    DraLimitError
+        The encoded document would not fit in the API's annotation budget.
+    """
+    raw = json.dumps(topology.to_json(), separators=(",", ":"), sort_keys=True).encode()
+    text = _PREFIX + base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode()
+    if len(text) + len(TOPOLOGY_ANNOTATION) > MAX_ANNOTATIONS_BYTES:
+        raise DraLimitError(
+            f"node {topology.name or '<unnamed>'}: the topology annotation takes {len(text)} "
+            f"bytes, more than the API limit of {MAX_ANNOTATIONS_BYTES} for annotations"
+        )
+    return text
+
+
+@lru_cache(maxsize=4096)
+def _document(text: str) -> str:
+    # Cached on the annotation text: every tray of a rack, and every republish of a node,
+    # carries the same text, and decompressing it again is wasted work.
+    if not text.startswith(_PREFIX):
+        raise ValueError(f"does not start with {_PREFIX!r}")
+    return gzip.decompress(base64.b64decode(text[len(_PREFIX) :], validate=True)).decode()
+
+
+def decode_document(text: str, *, where: str) -> dict[str, Any]:
+    """The JSON document inside an annotation value, or one :class:`ParseError` line."""
+    try:
+        doc = json.loads(_document(text))
+    except (ValueError, binascii.Error, OSError, EOFError, zlib.error) as exc:
+        raise ParseError(
+            f"annotation {TOPOLOGY_ANNOTATION} is not readable: {exc}", source=where
+        ) from None
+    if not isinstance(doc, dict):
+        raise ParseError(f"annotation {TOPOLOGY_ANNOTATION} is not a JSON object", source=where)
+    return doc
+
+
+@lru_cache(maxsize=4096)
+def _topology(text: str) -> NodeTopology:
+    from nvtopo import jsonio
+
+    where = "<annotation>"
+    doc = decode_document(text, where=where)
+    if doc.get("apiVersion") == jsonio.API_VERSION and doc.get("kind") == "NodeTopology":
+        # Schema validation costs ~50x the build (12 ms against 0.3 ms for 8 GPUs), and a
+        # cluster of distinct nodes reads thousands of documents; the model's own checks
+        # still run. Anything the fast path cannot build goes through the validating reader,
+        # which names what is wrong.
+        try:
+            return jsonio.node_from_json(doc, source=where, validate=False)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, TopologyError):
+            pass
+    return jsonio.node_from_json(doc, source=where)
+
+
+def decode_topology(text: str, *, where: str = "<annotation>") -> NodeTopology:
+    """The :class:`NodeTopology` of an annotation value made by :func:`encode_topology`.
+
+    Equal texts give the same object (cached on the text alone), so nodes of one kind share
+    one topology, as :class:`nvtopo.place.ClusterState` wants them.
+
+    Raises
+    ------
+    ParseError
+        The value is not a readable ``NodeTopology`` document; the message names ``where``.
+    """
+    try:
+        return _topology(text)
+    except ParseError as exc:
+        message = str(exc).removeprefix("<annotation>: ")
+        raise ParseError(message, source=where) from None
