@@ -1,0 +1,1 @@
+"""Benchmarks of nvtopo against the allocators it replaces (run with ``make bench``)."""

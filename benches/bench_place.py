@@ -1,0 +1,241 @@
+"""Multi-node placement on a 1,024-rack GB200 NVL72 cluster through Python.
+
+Run through ``benches/run.py``. Measures loading the cluster into a ``ClusterState``, the
+time of each placement at a steady load with releases interleaved, placements per second,
+and the memory the state takes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import nvtopo
+from benches._common import Section, Table, Target, fmt_ns, median, percentile
+
+ROOT = Path(__file__).resolve().parent.parent
+MIB = 1 << 20
+
+__all__ = ["FULL", "QUICK", "PlaceConfig", "run"]
+
+
+@dataclass(frozen=True)
+class PlaceConfig:
+    cluster: str = "gb200-nvl72x1024"
+    load: float = 0.75  # share of GPUs in use before the timed steady phase
+    ops: int = 20_000  # placements in the steady phase (each after one release)
+    seed: int = 7
+
+
+FULL = PlaceConfig()
+QUICK = PlaceConfig(cluster="gb200-nvl72x4", ops=200)
+
+GANG = (16, 4)  # nodes × GPUs per node
+#: Mixed sizes: (weight, nodes, GPUs per node).
+MIXED = ((30, 1, 1), (15, 1, 2), (20, 1, 4), (15, 2, 4), (10, 4, 4), (6, 8, 4), (4, 16, 4))
+
+
+def _request(nodes: int, per_node: int) -> nvtopo.PlacementRequest:
+    return nvtopo.PlacementRequest(nodes * per_node, nodes=nodes, domain="preferred")
+
+
+@dataclass
+class Steady:
+    fill_ns: list[int]
+    alloc_ns: list[int]
+    place_ns: list[int]
+    loop_s: float
+    ops: int
+    refused: int
+
+
+def _steady(
+    state: nvtopo.ClusterState,
+    draw: Callable[[], nvtopo.PlacementRequest],
+    cfg: PlaceConfig,
+    total_gpus: int,
+) -> Steady:
+    """Fill to ``cfg.load``, then release one job and allocate one, ``cfg.ops`` times."""
+    rng = random.Random(cfg.seed)
+    clock = time.perf_counter_ns
+    live: list[tuple[int, int]] = []
+    used = 0
+    fill_ns: list[int] = []
+    refused = 0
+    while used < cfg.load * total_gpus:
+        req = draw()
+        t0 = clock()
+        try:
+            alloc = state.allocate(req)
+        except nvtopo.InfeasibleError:
+            refused += 1
+            if refused > 1000:
+                break
+            continue
+        fill_ns.append(clock() - t0)
+        live.append((alloc.id, req.gpus))
+        used += req.gpus
+    reqs = [draw() for _ in range(cfg.ops)]
+    victims = [rng.random() for _ in range(cfg.ops)]
+    alloc_ns: list[int] = []
+    start = time.perf_counter()
+    for req, v in zip(reqs, victims, strict=True):
+        i = int(v * len(live))
+        live[i], live[-1] = live[-1], live[i]
+        job, _ = live.pop()
+        state.release(job)
+        t0 = clock()
+        try:
+            alloc = state.allocate(req)
+        except nvtopo.InfeasibleError:
+            refused += 1
+            continue
+        alloc_ns.append(clock() - t0)
+        live.append((alloc.id, req.gpus))
+    loop_s = time.perf_counter() - start
+    # place() answers without booking: time it at the load the loop left behind.
+    place_ns = []
+    for req in reqs[: min(2000, len(reqs))]:
+        t0 = clock()
+        try:
+            state.place(req)
+        except nvtopo.InfeasibleError:
+            continue
+        place_ns.append(clock() - t0)
+    return Steady(fill_ns, alloc_ns, place_ns, loop_s, cfg.ops, refused)
+
+
+_PROBE = """
+import gc, json, sys
+sys.path.insert(0, {root!r})
+from benches._common import rss_bytes
+import nvtopo
+gc.collect(); r0 = rss_bytes()
+cluster = nvtopo.cluster({name!r})
+gc.collect(); r1 = rss_bytes()
+state = nvtopo.ClusterState(cluster)
+gc.collect(); r2 = rss_bytes()
+req = nvtopo.PlacementRequest(64, nodes=16)
+held = [state.allocate(req) for _ in range(min(1000, len(cluster.nodes) // 16))]
+gc.collect(); r3 = rss_bytes()
+out = {{"cluster": r1 - r0, "state": r2 - r1, "allocations": r3 - r2, "gangs": len(held)}}
+print(json.dumps(out))
+"""
+
+
+def memory_probe(cluster: str) -> dict[str, int]:
+    """Resident-set growth of building ``cluster``, its ``ClusterState``, and up to 1,000 gangs.
+
+    Measured in a child process: in this one, memory freed by earlier benchmarks is reused
+    and would hide the growth.
+    """
+    code = _PROBE.format(root=str(ROOT), name=cluster)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    data: dict[str, int] = json.loads(out.stdout.strip().splitlines()[-1])
+    return data
+
+
+def run(cfg: PlaceConfig = FULL) -> Section:
+    section = Section(f"Multi-node placement on {cfg.cluster} (`ClusterState`)")
+    t0 = time.perf_counter()
+    cluster = nvtopo.cluster(cfg.cluster)
+    build_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    state = nvtopo.ClusterState(cluster)
+    load_s = time.perf_counter() - t0
+    nodes, total = len(cluster.nodes), cluster.gpu_count
+
+    gang = _request(*GANG)
+    weights = [w for w, _, _ in MIXED]
+    shapes = [(n, g) for _, n, g in MIXED]
+    mix_rng = random.Random(cfg.seed + 1)
+    mixed_reqs = [_request(*s) for s in shapes]
+
+    def draw_mixed() -> nvtopo.PlacementRequest:
+        return mix_rng.choices(mixed_reqs, weights)[0]
+
+    runs = {
+        f"{GANG[0]}-node × {GANG[1]}-GPU gangs": _steady(state, lambda: gang, cfg, total),
+    }
+    state = nvtopo.ClusterState(cluster)
+    runs["mixed sizes"] = _steady(state, draw_mixed, cfg, total)
+    mem = memory_probe(cfg.cluster)
+
+    one_shot = []
+    for _ in range(3 if cfg is FULL else 1):
+        t0 = time.perf_counter_ns()
+        nvtopo.place(cluster, gang)
+        one_shot.append(time.perf_counter_ns() - t0)
+
+    rows = []
+    for name, s in runs.items():
+        rows.append(
+            (
+                name,
+                fmt_ns(median(s.fill_ns)),
+                fmt_ns(median(s.alloc_ns)),
+                fmt_ns(percentile(s.alloc_ns, 99)),
+                fmt_ns(median(s.place_ns)),
+                fmt_ns(percentile(s.place_ns, 99)),
+                f"{len(s.alloc_ns) / s.loop_s:,.0f}",
+                str(s.refused),
+            )
+        )
+    section.tables.append(
+        Table(
+            f"Placements through Python, {nodes:,} nodes, {total:,} GPUs, "
+            f"{cfg.load:.0%} of GPUs in use",
+            (
+                "workload",
+                "fill median",
+                "allocate median",
+                "allocate p99",
+                "place median",
+                "place p99",
+                "placements/s with releases",
+                "refused",
+            ),
+            tuple(rows),
+            (
+                f"Loading: catalog cluster built in {build_s:.2f} s, `ClusterState` bulk load "
+                f"{load_s * 1e3:.0f} ms. Memory, measured in a fresh process (resident set "
+                f"growth): the cluster {mem['cluster'] / MIB:.0f} MiB, the `ClusterState` "
+                f"{mem['state'] / MIB:.0f} MiB, {mem['gangs']:,} 16-node gangs allocated on it "
+                f"{mem['allocations'] / MIB:.1f} MiB.",
+                f"Steady phase: {cfg.ops:,} rounds of releasing a random job then allocating "
+                "one; placements/s counts both calls. `place` answers without booking. "
+                "Mixed sizes: 1, 2 or 4 GPUs on one node and 2–16 nodes × 4 GPUs, weighted "
+                f"{'/'.join(map(str, weights))}.",
+                f"Stateless `nvtopo.place(cluster, request)` on the whole cluster: "
+                f"{fmt_ns(median(one_shot))} per call (converts the cluster every call).",
+            ),
+        )
+    )
+    g = runs[f"{GANG[0]}-node × {GANG[1]}-GPU gangs"]
+    p99 = percentile(g.alloc_ns, 99)
+    rate = len(g.alloc_ns) / g.loop_s
+    big = nodes >= 18_432
+    where = "" if big else f" (on {cfg.cluster}, not the 1,024-rack cluster)"
+    section.targets += [
+        Target(
+            "`place`, 1,024 NVL72 racks, 16-node gang, through Python",
+            "p99 ≤ 100 µs",
+            f"{fmt_ns(p99)}{where}",
+            p99 <= 100_000 if big else None,
+        ),
+        Target(
+            "`place`, 1,024 NVL72 racks, releases interleaved",
+            "≥ 20,000 placements/s",
+            f"{rate:,.0f}/s{where}",
+            rate >= 20_000 if big else None,
+        ),
+    ]
+    return section
