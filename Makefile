@@ -50,8 +50,8 @@ test: build test-rust test-python ## build and run every test
 
 lint: $(VENV)/.deps ## rustfmt, clippy, ruff, mypy
 	cd rust && cargo fmt --all --check && cargo clippy -q --all-targets -- -D warnings
-	$(VENV)/bin/ruff check nvtopo tests benches examples
-	$(VENV)/bin/ruff format --check nvtopo tests benches examples
+	$(VENV)/bin/ruff check nvtopo tests benches examples scripts/k8s scripts/k8s-test-env scripts/readme.py
+	$(VENV)/bin/ruff format --check nvtopo tests benches examples scripts/k8s scripts/k8s-test-env scripts/readme.py
 	$(VENV)/bin/mypy
 
 fmt: $(VENV)/.deps ## format Rust and Python in place

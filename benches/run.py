@@ -272,16 +272,21 @@ def update_readme(report: str) -> None:
     if _START not in text or _END not in text:
         return
     lines = report.splitlines()
-    machine_rows = {row.split("|")[1].strip(): row.split("|")[2].strip()
-                    for row in lines if row.startswith("| ") and row.count("|") == 3}
+    machine_rows = {
+        row.split("|")[1].strip(): row.split("|")[2].strip()
+        for row in lines
+        if row.startswith("| ") and row.count("|") == 3
+    }
     head = lines.index('## Targets (DESIGN.md, "Performance targets")')
     table = []
     for row in lines[head + 2 :]:
         if not row.startswith("|"):
             break
         table.append(row)
-    where = (f"Measured on {machine_rows.get('CPU', '?')}, {machine_rows.get('cores', '?')} cores, "
-             f"{machine_rows.get('date', '?')}:")
+    where = (
+        f"Measured on {machine_rows.get('CPU', '?')}, {machine_rows.get('cores', '?')} cores, "
+        f"{machine_rows.get('date', '?')}:"
+    )
     block = "\n".join([_START, where, "", *table, _END])
     before, rest = text.split(_START, 1)
     after = rest.split(_END, 1)[1]

@@ -114,7 +114,8 @@ def to_svg(t: NodeTopology) -> str:
             f'height="{box_h + 30}" rx="8" fill="none" stroke="#888" '
             'stroke-dasharray="5,4"/>'
         )
-        out.append(f'<text x="{group_x - 4}" y="{gpu_y - 8}" fill="#555">{escape(_label(key))}</text>')
+        label = escape(_label(key))
+        out.append(f'<text x="{group_x - 4}" y="{gpu_y - 8}" fill="#555">{label}</text>')
         x += gap
     for k, sw in enumerate(t.nvswitches):
         cx = pad + k * (box_w + gap) + box_w / 2
