@@ -30,10 +30,11 @@ $(VENV)/.built: $(VENV)/.deps $(RUST_SOURCES)
 
 build: $(VENV)/.built ## build the Rust core into the virtual environment
 
-demo: build ## show a catalog system (no GPU needed): its topology and an optimal 4-GPU set
+demo: build ## show catalog systems (no GPU needed): a topology, an optimal GPU set, a multi-node placement
 	$(VENV)/bin/nvtopo dump --source system:dgx-h100 --format table
-	$(VENV)/bin/nvtopo dump --source system:dgx-h100 --format matrix
-	$(VENV)/bin/nvtopo place --source system:dgx-h100 --gpus 4 --available 0,1,2,5,6,7
+	$(VENV)/bin/nvtopo dump --source system:dgx1-v100 --format matrix
+	$(VENV)/bin/nvtopo place --source system:dgx1-v100 --gpus 4 --available 0,2,3,4,5,7
+	$(VENV)/bin/nvtopo place --source system:gb200-nvl72x4 --gpus 16 --nodes 4 --domain required
 
 test-rust: ## cargo test of the pure Rust core
 	cd rust && cargo test -q -p nvtopo-core

@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
-from nvtopo.cli.output import console, emit
-from nvtopo.cli.sources import SOURCE_HELP, load_source
+from nvtopo.cli.output import console, emit, format_option
+from nvtopo.cli.sources import load_source, source_option
 from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.exceptions import NvtopoError
 
@@ -63,7 +63,7 @@ def api_client(kubeconfig: str | None, context: str | None) -> Any:
 
 def _plan_options(fn: Any) -> Any:
     options = [
-        click.option("--source", "-s", default="nvml", show_default=True, help=SOURCE_HELP),
+        source_option,
         click.option("--name", required=True, help="ComputeDomain and Job name (a DNS label)"),
         click.option("--namespace", "-n", default="default", show_default=True),
         click.option(
@@ -129,12 +129,9 @@ def compute_domain() -> None:
 
 @compute_domain.command("plan")
 @_plan_options
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["yaml", "json", "table"]),
+@format_option(
+    ["yaml", "json", "table"],
     default="yaml",
-    show_default=True,
     help="yaml: manifests as YAML documents; json: the plan; table: the summary",
 )
 def plan_cmd(
@@ -183,14 +180,7 @@ def _kube_options(fn: Any) -> Any:
     help="seconds to wait for every node to be Ready",
 )
 @click.option("--no-wait", is_flag=True, help="return once the objects are created")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="output format",
-)
+@format_option(["table", "json"], default="table")
 def apply_cmd(
     source: str,
     name: str,
@@ -265,14 +255,7 @@ def apply_cmd(
 @click.option("--namespace", "-n", default="default", show_default=True)
 @_kube_options
 @click.option("--ignore-not-found", is_flag=True, help="exit 0 when there is nothing to delete")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="output format",
-)
+@format_option(["table", "json"], default="table")
 def delete_cmd(
     name: str,
     namespace: str,

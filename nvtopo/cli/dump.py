@@ -7,8 +7,8 @@ import subprocess
 
 import click
 
-from nvtopo.cli.output import console, emit
-from nvtopo.cli.sources import SOURCE_HELP, load_source
+from nvtopo.cli.output import console, emit, format_option
+from nvtopo.cli.sources import load_source, source_option
 from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
 from nvtopo.model import NodeTopology
@@ -38,15 +38,8 @@ def _pick_node(obj: NodeTopology | Cluster, node: str | None, fmt: str) -> NodeT
 
 
 @click.command()
-@click.option("--source", "-s", default="nvml", show_default=True, help=SOURCE_HELP)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(FORMATS),
-    default="table",
-    show_default=True,
-    help="output format",
-)
+@source_option
+@format_option(FORMATS, default="table")
 @click.option("--node", default=None, help="with a cluster source: show this node")
 @click.option(
     "--output",

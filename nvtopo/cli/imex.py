@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import click
 
 from nvtopo.cli.compute_domain import as_cluster
-from nvtopo.cli.output import console, emit
-from nvtopo.cli.sources import SOURCE_HELP, load_source, read_text
+from nvtopo.cli.output import console, emit, format_option
+from nvtopo.cli.sources import load_source, read_text, source_option
 from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
 from nvtopo.model import NodeTopology
@@ -40,7 +40,7 @@ class _NotReady(click.ClickException):
 
 
 @imex.command("config")
-@click.option("--source", "-s", default="nvml", show_default=True, help=SOURCE_HELP)
+@source_option
 @click.option("--gpus", "-k", type=click.IntRange(min=1), required=True, help="GPUs in total")
 @click.option(
     "--nodes",
@@ -62,13 +62,8 @@ class _NotReady(click.ClickException):
     default=None,
     help="write nodes_config.cfg here instead of standard output",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text: the file itself; json: nodes, addresses, clique",
+@format_option(
+    ["text", "json"], default="text", help="text: the file itself; json: nodes, addresses, clique"
 )
 def config_cmd(
     source: str,
@@ -143,7 +138,7 @@ def _pick_node(obj: NodeTopology | Cluster, node: str | None) -> NodeTopology:
 
 
 @imex.command("check")
-@click.option("--source", "-s", default="nvml", show_default=True, help=SOURCE_HELP)
+@source_option
 @click.option("--node", default=None, help="with a cluster source: check this node")
 @click.option(
     "--channels-dir",
@@ -156,14 +151,7 @@ def _pick_node(obj: NodeTopology | Cluster, node: str | None) -> NodeTopology:
     is_flag=True,
     help="a missing IMEX channel device makes the node fail the check",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="output format",
-)
+@format_option(["table", "json"], default="table")
 def check_cmd(
     source: str, node: str | None, channels_dir: str | None, require_channel: bool, fmt: str
 ) -> None:

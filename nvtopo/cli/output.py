@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 
-__all__ = ["console", "emit"]
+__all__ = ["console", "emit", "format_option"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def console() -> Console:
     """A console on stdout: colour on a terminal, plain text when piped."""
     return Console(soft_wrap=True, highlight=False)
+
+
+def format_option(
+    choices: Sequence[str], *, default: str, help: str = "output format"
+) -> Callable[[F], F]:
+    """The ``--format`` option every subcommand has (its value arrives as ``fmt``)."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(list(choices)),
+        default=default,
+        show_default=True,
+        help=help,
+    )
 
 
 def emit(doc: Any, fmt: str) -> None:

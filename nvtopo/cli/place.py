@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from nvtopo.cli.output import console, emit
-from nvtopo.cli.sources import SOURCE_HELP, load_source
+from nvtopo.cli.output import console, emit, format_option
+from nvtopo.cli.sources import load_source, source_option
 from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
 from nvtopo.place import Placement
@@ -24,7 +24,7 @@ def _int_list(option: str, text: str | None) -> tuple[int, ...] | None:
 
 
 @click.command()
-@click.option("--source", "-s", default="nvml", show_default=True, help=SOURCE_HELP)
+@source_option
 @click.option(
     "--gpus",
     "-k",
@@ -47,14 +47,7 @@ def _int_list(option: str, text: str | None) -> tuple[int, ...] | None:
     show_default=True,
     help="cluster: keep the job inside one NVLink domain (clique)",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "yaml"]),
-    default="table",
-    show_default=True,
-    help="output format",
-)
+@format_option(["table", "json", "yaml"], default="table")
 def place(
     source: str,
     gpus: int,

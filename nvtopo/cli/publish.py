@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from nvtopo.cli.output import console
-from nvtopo.cli.sources import SOURCE_HELP, load_source
+from nvtopo.cli.output import console, format_option
+from nvtopo.cli.sources import load_source, source_option
 from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
 
@@ -165,7 +165,7 @@ def _publisher(
 
 
 @click.command()
-@click.option("--source", "-s", default="nvml", show_default=True, help=SOURCE_HELP)
+@source_option
 @click.option(
     "--node",
     default=None,
@@ -190,12 +190,9 @@ def _publisher(
     "it sooner)",
 )
 @click.option("--dry-run", is_flag=True, help="show what would change; write nothing")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
+@format_option(
+    ["table", "json"],
     default="table",
-    show_default=True,
     help="output format (watch mode: one line, or one JSON object, per publish)",
 )
 def publish(

@@ -6,14 +6,14 @@ from typing import Any
 
 import click
 
-from nvtopo.cli.output import emit
-from nvtopo.cli.sources import SOURCE_HELP, load_source
+from nvtopo.cli.output import emit, format_option
+from nvtopo.cli.sources import load_source, source_option
 from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
 
 __all__ = ["claim", "slices"]
 
-_FORMATS = click.Choice(["yaml", "json"])
+_FORMAT_CHOICES = ("yaml", "json")
 
 
 def _as_list(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -22,7 +22,7 @@ def _as_list(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @click.command()
-@click.option("--source", "-s", default="nvml", show_default=True, help=SOURCE_HELP)
+@source_option
 @click.option(
     "--node",
     default=None,
@@ -33,9 +33,7 @@ def _as_list(items: list[dict[str, Any]]) -> dict[str, Any]:
 @click.option(
     "--generation", type=click.IntRange(min=0), default=1, show_default=True, help="pool generation"
 )
-@click.option(
-    "--format", "fmt", type=_FORMATS, default="yaml", show_default=True, help="output format"
-)
+@format_option(_FORMAT_CHOICES, default="yaml")
 def slices(source: str, node: str | None, driver: str, generation: int, fmt: str) -> None:
     """Print the ResourceSlices (resource.k8s.io/v1) that publish the source's GPUs."""
     from nvtopo.dra import cluster_resource_slices, resource_slices
@@ -60,9 +58,7 @@ def slices(source: str, node: str | None, driver: str, generation: int, fmt: str
 @click.option("--namespace", default="default", show_default=True, help="namespace")
 @click.option("--driver", default="gpu.nvtopo.dev", show_default=True, help="DRA driver name")
 @click.option("--device-class", default=None, help="DeviceClass name (default: the driver's)")
-@click.option(
-    "--format", "fmt", type=_FORMATS, default="yaml", show_default=True, help="output format"
-)
+@format_option(_FORMAT_CHOICES, default="yaml")
 def claim(
     gpus: int, name: str, namespace: str, driver: str, device_class: str | None, fmt: str
 ) -> None:

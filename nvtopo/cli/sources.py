@@ -5,16 +5,22 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import click
+
 from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
 from nvtopo.model import NodeTopology
 
-__all__ = ["SOURCE_HELP", "load_source", "read_text"]
+__all__ = ["SOURCE_HELP", "load_source", "read_text", "source_option"]
 
 SOURCE_HELP = (
     "nvml (live, default), system:NAME (catalog), smi-topo:PATH (`nvidia-smi topo -m`), "
     "smi-xml:PATH (`nvidia-smi -q -x`) or file:PATH (nvtopo JSON); PATH '-' reads stdin"
 )
+
+
+#: The ``--source`` option of every subcommand that reads a topology.
+source_option = click.option("--source", "-s", default="nvml", show_default=True, help=SOURCE_HELP)
 
 
 def read_text(spec: str, path: str) -> str:

@@ -7,20 +7,13 @@ import json
 
 import click
 
-from nvtopo.cli.output import console
+from nvtopo.cli.output import console, format_option
 
 __all__ = ["systems"]
 
 
 @click.command()
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="output format",
-)
+@format_option(["table", "json"], default="table")
 def systems(fmt: str) -> None:
     """List the systems of the embedded catalog (use them as --source system:NAME)."""
     from nvtopo.sources.catalog import systems as catalog_systems
