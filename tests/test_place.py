@@ -219,3 +219,20 @@ def test_unhealthy_node_is_its_own_domain() -> None:
     with pytest.raises(InfeasibleError):
         nvtopo.place(c, gpus=8, nodes=2, domain="required")
     assert nvtopo.place(c, gpus=8, nodes=2, domain="preferred").cliques == ("u.1",)
+
+
+def test_one_shot_place_reuses_state_per_cluster_object_only() -> None:
+    """`place` caches the loaded cluster per object; a new Cluster is loaded afresh."""
+    import dataclasses
+
+    import nvtopo
+
+    racks = nvtopo.cluster("gb200-nvl72x2")
+    first = nvtopo.place(racks, gpus=8, nodes=2, domain="required")
+    assert nvtopo.place(racks, gpus=8, nodes=2, domain="required") == first
+    busy = {n.name for n in first.nodes}
+    changed = nvtopo.Cluster(
+        tuple(dataclasses.replace(n, free_gpus=()) if n.name in busy else n for n in racks.nodes)
+    )
+    again = nvtopo.place(changed, gpus=8, nodes=2, domain="required")
+    assert not busy & {n.name for n in again.nodes}
