@@ -215,7 +215,8 @@ def run(cfg: PlaceConfig = FULL) -> Section:
                 "Mixed sizes: 1, 2 or 4 GPUs on one node and 2–16 nodes × 4 GPUs, weighted "
                 f"{'/'.join(map(str, weights))}.",
                 f"Stateless `nvtopo.place(cluster, request)` on the whole cluster: "
-                f"{fmt_ns(median(one_shot))} per call (converts the cluster every call).",
+                f"{fmt_ns(median(one_shot))} median per call (the cluster is loaded into the core "
+                "once per `Cluster` object and reused).",
             ),
         )
     )
