@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from nvtopo.exceptions import TopologyError
-from nvtopo.model import NodeTopology
+from nvtopo.model import ZERO_CLUSTER_UUID, NodeTopology
 
 __all__ = ["Cluster", "ClusterNode"]
 
@@ -39,14 +39,15 @@ class ClusterNode:
     def domain(self) -> str | None:
         """The clique this node counts in, after the health rule; None: its own domain.
 
-        A declared clique counts unless the node's own fabric info rules it out (a GPU whose
-        fabric state is not Completed, an all-zero cluster UUID, or Unhealthy health).
+        A declared clique counts unless it names the all-zero cluster UUID (a fabric that
+        was never set up) or the node's own fabric info rules it out (a GPU whose fabric
+        state is not Completed, an all-zero cluster UUID, or Unhealthy health).
         """
         fabrics = [g.fabric for g in self.topology.gpus if g.fabric is not None]
         if fabrics and any(f.clique is None for f in fabrics):
             return None
         if self.clique is not None:
-            return self.clique
+            return None if self.clique.startswith(ZERO_CLUSTER_UUID) else self.clique
         return self.topology.clique
 
     @property

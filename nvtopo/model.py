@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = [
+    "MAX_NVLINKS",
     "PCIE_CLASSES",
     "Fabric",
     "Gpu",
@@ -52,6 +53,10 @@ _NVLINK_GBPS_UNKNOWN = 25
 
 _NV_RE = re.compile(r"^NV(\d+)$")
 
+#: Most bonded NVLinks a GPU pair may have. Real GPUs have at most 18 links each; the
+#: bound refuses corrupted counts before they reach the core's fixed-width scores.
+MAX_NVLINKS = 64
+
 
 def nvlink_bandwidth(generation: int | None) -> int:
     """GB/s per direction of one NVLink of ``generation`` (25 when unknown).
@@ -77,7 +82,12 @@ def parse_path_class(text: str) -> tuple[PcieClass | None, int]:
     cell = text.strip().upper()
     match = _NV_RE.match(cell)
     if match:
-        return None, int(match.group(1))
+        count = int(match.group(1))
+        if not 1 <= count <= MAX_NVLINKS:
+            raise TopologyError(
+                f"{text.strip()!r}: an NVLink bond has 1 to {MAX_NVLINKS} links, not {count}"
+            )
+        return None, count
     if cell == "SOC":
         return "SYS", 0
     if cell in PCIE_CLASSES:
@@ -255,6 +265,11 @@ class NodeTopology:
                 raise TopologyError(f"pair ({p.a}, {p.b}) does not name two GPUs of this node")
             if (p.a, p.b) in seen:
                 raise TopologyError(f"pair ({p.a}, {p.b}) is given twice")
+            for what, count in (("nvlinks", p.nvlinks), ("nvlinks_down", p.nvlinks_down)):
+                if not 0 <= count <= MAX_NVLINKS:
+                    raise TopologyError(
+                        f"pair ({p.a}, {p.b}): {what} must be 0 to {MAX_NVLINKS}, got {count}"
+                    )
             seen.add((p.a, p.b))
         for nic in self.nics:
             if nic.gpu_paths and len(nic.gpu_paths) != len(self.gpus):

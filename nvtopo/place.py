@@ -29,7 +29,7 @@ from typing import Any, Literal, get_args
 
 from nvtopo import _core
 from nvtopo.cluster import Cluster
-from nvtopo.exceptions import SelectionError
+from nvtopo.exceptions import InfeasibleError, SelectionError
 from nvtopo.model import NodeTopology
 from nvtopo.select import core_topology
 
@@ -247,7 +247,10 @@ class ClusterState:
     ) -> Placement:
         """The best placement of the request (Contract 2), not committed."""
         r = _request(request, gpus, nodes, domain)
-        return _placement(self._core.place(r.gpus, r.nodes, r.domain))
+        try:
+            return _placement(self._core.place(r.gpus, r.nodes, r.domain))
+        except OverflowError:
+            raise self._too_many(r) from None
 
     def allocate(
         self,
@@ -260,13 +263,22 @@ class ClusterState:
     ) -> Allocation:
         """Place the request and commit it."""
         r = _request(request, gpus, nodes, domain)
-        ident, raw = self._core.allocate(r.gpus, r.nodes, r.domain)
+        try:
+            ident, raw = self._core.allocate(r.gpus, r.nodes, r.domain)
+        except OverflowError:
+            raise self._too_many(r) from None
         return Allocation(ident, _placement(raw))
+
+    def _too_many(self, r: PlacementRequest) -> InfeasibleError:
+        # Past the core's 32-bit counts a request exceeds every cluster; say so plainly.
+        return InfeasibleError(
+            f"only {self.free_count} free GPUs in the cluster, {r.gpus} requested"
+        )
 
     def release(self, allocation: Allocation | int) -> None:
         """Give an allocation (or its id) back."""
         ident = allocation.id if isinstance(allocation, Allocation) else allocation
-        if not isinstance(ident, int) or ident < 0:
+        if not isinstance(ident, int) or isinstance(ident, bool) or not 0 <= ident < 2**64:
             raise SelectionError(f"no allocation {ident!r}")
         self._core.release(ident)
 

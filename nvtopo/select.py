@@ -135,16 +135,22 @@ def _ids(values: Iterable[int], what: str) -> list[int] | tuple[int, ...]:
     return list(values)
 
 
-def _bad_call(k: Any, ids: dict[str, Any], budget: Any) -> SelectionError:
-    """The one-line error for arguments the core cannot even read."""
+def _bad_call(topology: NodeTopology, k: Any, ids: dict[str, Any], budget: Any) -> SelectionError:
+    """The one-line error for arguments the core cannot even read (wrong type, or an int
+    too large for its fixed-width integers)."""
+    count = len(topology.gpus)
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         return SelectionError(f"k must be a positive int, got {k!r}")
+    if k > count:
+        return SelectionError(f"k must be between 1 and {count} (the node's GPU count), got {k}")
+    known = set(topology.gpu_indices)
     for what, values in ids.items():
         for v in values or ():
             if not isinstance(v, int) or isinstance(v, bool):
                 return SelectionError(f"{what} GPU ids must be ints, got {v!r}")
-            if v < 0:
-                return UnknownGpuError(f"GPU {v} in {what} is not on this node")
+            if v not in known:
+                gpus = ", ".join(map(str, topology.gpu_indices))
+                return UnknownGpuError(f"GPU {v} in {what} is not on this node (GPUs: {gpus})")
     return SelectionError(f"budget must be a non-negative int or None, got {budget!r}")
 
 
@@ -194,10 +200,12 @@ def select_gpus(
     core = core_topology(topology)
     avail = None if available is None else _ids(available, "available")
     req = _ids(required, "required")
+    if isinstance(k, bool):  # an int to the core, but never a GPU count
+        raise SelectionError(f"k must be a positive int, got {k!r}")
     try:
         r = core.select(k, avail, req, budget)
     except (TypeError, OverflowError):
-        raise _bad_call(k, {"available": avail, "required": req}, budget) from None
+        raise _bad_call(topology, k, {"available": avail, "required": req}, budget) from None
     return Selection(*r)
 
 

@@ -236,3 +236,26 @@ def test_one_shot_place_reuses_state_per_cluster_object_only() -> None:
     )
     again = nvtopo.place(changed, gpus=8, nodes=2, domain="required")
     assert not busy & {n.name for n in again.nodes}
+
+
+def test_numbers_past_the_core_ints_are_plain_errors() -> None:
+    state = nvtopo.ClusterState(racks(1, 2))
+    for call in (state.place, state.allocate, lambda **kw: nvtopo.place(racks(1, 2), **kw)):
+        with pytest.raises(InfeasibleError, match=f"only 8 free GPUs in the cluster, {2**40}"):
+            call(gpus=2**40)
+        with pytest.raises(InfeasibleError, match="only 8 free GPUs"):
+            call(gpus=2**40, nodes=2**32)
+    for ident in (2**64, 2**70, True):
+        with pytest.raises(SelectionError, match="no allocation"):
+            state.release(ident)
+    assert state.free_count == 8 and state.allocations() == ()
+
+
+def test_a_declared_all_zero_cluster_uuid_is_no_clique() -> None:
+    """DESIGN: a clique counts only when the cluster UUID is not all zeros."""
+    zero = "00000000-0000-0000-0000-000000000000.1"
+    c = Cluster(tuple(ClusterNode(n, nvswitch(4), clique=zero) for n in "ab"))
+    assert c.cliques == {}
+    assert [n.domain for n in c.nodes] == [None, None]
+    with pytest.raises(InfeasibleError, match="no clique"):
+        nvtopo.place(c, gpus=8, nodes=2, domain="required")

@@ -159,6 +159,11 @@ def test_sparse_gpu_ids() -> None:
         ({"k": 2, "available": [0, 1], "required": [3]}, RequiredUnavailableError, "GPU 3"),
         ({"k": 4, "available": [0, 2, 5]}, InfeasibleError, r"only 3 GPUs available \(0, 2, 5\)"),
         ({"k": 2, "budget": -1}, SelectionError, "budget"),
+        # Past the core's fixed-width ints: still the plain error, not an overflow.
+        ({"k": 2**70}, SelectionError, "k must be between 1 and 8"),
+        ({"k": True}, SelectionError, "k must be a positive int, got True"),
+        ({"k": 2, "available": [0, 2**70]}, UnknownGpuError, f"GPU {2**70} in available"),
+        ({"k": 2, "required": [2**64]}, UnknownGpuError, f"GPU {2**64} in required"),
     ],
 )
 def test_errors_are_one_line(kwargs: dict, error: type, pattern: str) -> None:
@@ -193,3 +198,20 @@ def test_core_topology_is_built_once() -> None:
     assert core_topology(t) is core_topology(t)
     assert len(core_topology(t)) == 8
     assert core_topology(t).score(0, 3) == 1050
+
+
+def test_nvlink_counts_the_core_cannot_score_are_refused_by_the_model() -> None:
+    """A corrupted count would overflow the core's 32-bit pair scores."""
+    from nvtopo.exceptions import TopologyError
+    from nvtopo.model import MAX_NVLINKS, Gpu, GpuPair, NodeTopology, parse_path_class
+
+    gpus = (Gpu(0), Gpu(1))
+    ok = NodeTopology(gpus=gpus, pairs=(GpuPair(0, 1, nvlinks=MAX_NVLINKS),))
+    assert nvtopo.select_gpus(ok, 2).bottleneck == 1000 + MAX_NVLINKS * 25
+    for field in ("nvlinks", "nvlinks_down"):
+        for count in (-1, MAX_NVLINKS + 1, 10**12):
+            with pytest.raises(TopologyError, match=f"{field} must be 0 to {MAX_NVLINKS}"):
+                NodeTopology(gpus=gpus, pairs=(GpuPair(0, 1, **{field: count}),))
+    for cell in ("NV0", "NV65", "NV99999999999999999999"):
+        with pytest.raises(TopologyError, match="an NVLink bond has 1 to 64 links"):
+            parse_path_class(cell)

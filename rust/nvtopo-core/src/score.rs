@@ -53,6 +53,10 @@ impl PathClass {
     }
 }
 
+/// Most bonded NVLinks a pair may have. Real GPUs have at most 18 links each; the bound
+/// keeps `1000 + nvlinks × 50` and the sums of a set's pair scores far inside `u32`.
+pub const MAX_NVLINKS: u32 = 64;
+
 /// GB/s per direction of one NVLink of `generation` (0 = unknown → 25).
 pub fn nvlink_bandwidth(generation: u8) -> u32 {
     match generation {

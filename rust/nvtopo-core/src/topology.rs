@@ -3,7 +3,7 @@
 
 use crate::bitset::{self, Mask, MAX_GPUS};
 use crate::error::{Error, Result};
-use crate::score::{PairPath, PathClass};
+use crate::score::{PairPath, PathClass, MAX_NVLINKS};
 
 /// One recorded GPU pair, by position (`a != b`). Unrecorded pairs are `SYS` without NVLink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,12 @@ impl Topology {
                 return Err(Error::Topology(format!(
                     "pair ({}, {}) does not name two GPU positions of a {n}-GPU node",
                     p.a, p.b
+                )));
+            }
+            if p.nvlinks > MAX_NVLINKS {
+                return Err(Error::Topology(format!(
+                    "pair ({}, {}) has {} NVLinks; a pair has at most {MAX_NVLINKS}",
+                    p.a, p.b, p.nvlinks
                 )));
             }
             let path = PairPath {
@@ -427,5 +433,9 @@ mod tests {
         assert!(Topology::new(vec![1, 0], &[0, 0], &[], &[0, 0]).is_err());
         assert!(Topology::new(vec![0, 1], &[0, 0], &[nv(0, 0, 1)], &[0, 0]).is_err());
         assert!(Topology::new(vec![0, 1], &[0], &[], &[0, 0]).is_err());
+        // A corrupted NVLink count would overflow the u32 scores; it is refused instead.
+        assert!(Topology::new(vec![0, 1], &[5, 5], &[nv(0, 1, MAX_NVLINKS)], &[0, 0]).is_ok());
+        let huge = Topology::new(vec![0, 1], &[5, 5], &[nv(0, 1, u32::MAX)], &[0, 0]);
+        assert!(huge.is_err());
     }
 }
