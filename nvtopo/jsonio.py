@@ -56,9 +56,22 @@ def _parse(data: str | bytes | dict[str, Any], source: str) -> dict[str, Any]:
         ) from None
     except UnicodeDecodeError as exc:
         raise ParseError(f"not UTF-8 text ({exc.reason})", source=source) from None
+    except RecursionError:
+        raise ParseError("JSON nested too deeply to be an nvtopo document", source=source) from None
     if not isinstance(doc, dict):
-        raise ParseError(f"expected a JSON object, found {type(doc).__name__}", source=source)
+        raise ParseError(f"expected a JSON object, found {_JSON_TYPES[type(doc)]}", source=source)
     return doc
+
+
+# What a JSON value that is not an object was, in JSON's own words.
+_JSON_TYPES: dict[type, str] = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
 
 
 def _json_path(path: Any) -> str:
@@ -75,7 +88,11 @@ def load_document(data: str | bytes | dict[str, Any], *, source: str = "<json>")
 
     err = best_match(_validator().iter_errors(doc))
     if err is not None:
-        raise ParseError(f"{_json_path(err.absolute_path)}: {err.message}", source=source)
+        message = err.message
+        if err.validator == "pattern" and err.schema is schema()["$defs"]["clique"]:
+            # The UUID regular expression says nothing to a reader; the expected shape does.
+            message = f"{err.instance!r} is not a clique id '<cluster UUID>.<clique id>'"
+        raise ParseError(f"{_json_path(err.absolute_path)}: {message}", source=source)
     return doc
 
 

@@ -166,3 +166,166 @@ def test_stdin_source(monkeypatch, capsys) -> None:
     assert code == 0, err
     doc = json.loads(out)
     assert len(doc["gpus"]) == 4
+
+
+# -- user mistakes found in acceptance review: each one line, non-zero exit, no traceback --
+
+ZERO = "00000000-0000-0000-0000-000000000000"
+RACK = "5cd30dc8-2f7e-4c3d-9a51-0e0f3a7d2b11"
+
+
+def _cluster_file(tmp_path: Path, nodes: list[dict[str, object]]) -> str:
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps({"apiVersion": "nvtopo.dev/v1", "kind": "Cluster", "nodes": nodes}))
+    return f"file:{path}"
+
+
+def _capture(tmp_path: Path, edit: str, new: str, count: int = 1) -> str:
+    text = (DATA / "captures" / "dgx1-v100-topo-m.txt").read_text().replace(edit, new, count)
+    path = tmp_path / "topo.txt"
+    path.write_text(text)
+    return f"smi-topo:{path}"
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    code, _out, err = run(capsys, *args)
+    assert code != 0
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_nvlink_counts_past_any_gpu_are_refused_not_overflowed(capsys, tmp_path: Path) -> None:
+    huge = _capture(tmp_path, " NV2 ", " NV99999999999999999999 ", 100)
+    err = _one_line_error(capsys, "place", "--source", huge, "--gpus", "2")
+    assert "topo.txt:3: row GPU0, column GPU3" in err and "1 to 64 links" in err
+    zero = _capture(tmp_path, " NV1 ", " NV0 ", 100)
+    assert "'NV0'" in _one_line_error(capsys, "dump", "--source", zero)
+    doc = nvtopo_json("pcie-4x-a100-bridged")
+    doc["pairs"][0]["nvlinks"] = 10**12
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(doc))
+    err = _one_line_error(capsys, "place", "--source", f"file:{path}", "--gpus", "2")
+    assert "$.pairs[0].nvlinks" in err
+
+
+def nvtopo_json(name: str) -> dict[str, object]:
+    import nvtopo
+
+    doc: dict[str, object] = nvtopo.system(name).to_json()
+    return doc
+
+
+def test_huge_numbers_on_the_command_line(capsys) -> None:
+    big = "99999999999999999999"
+    err = _one_line_error(capsys, "place", "--source", "system:dgx-h100", "--gpus", big)
+    assert "between 1 and 8" in err
+    err = _one_line_error(
+        capsys, "place", "--source", "system:dgx-h100", "--gpus", "2", "--available", f"0,{big}"
+    )
+    assert f"GPU {big} in available is not on this node" in err
+    err = _one_line_error(capsys, "place", "--source", "system:gb200-nvl72x2", "--gpus", big)
+    assert f"only 144 free GPUs in the cluster, {big} requested" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("null", "found null"),
+        ("[1]", "found an array"),
+    ],
+)
+def test_json_files_that_are_no_document(capsys, tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "x.json"
+    path.write_text(text)
+    assert expected in _one_line_error(capsys, "dump", "--source", f"file:{path}")
+
+
+@pytest.mark.parametrize(
+    ("nodes", "expected"),
+    [
+        ([], "$.nodes: [] should be non-empty"),
+        ([{"name": "a", "system": "gb200-tray", "clique": "bad"}], "is not a clique id"),
+        ([{"name": "a", "system": "gb200-tray", "clique": RACK}], "is not a clique id"),
+        ([{"name": "a", "system": "gb200-tray", "clique": "-" * 36 + ".1"}], "not a clique id"),
+        ([{"name": "a", "system": "gb200-tray", "clique": f"{RACK}.{10**12}"}], "clique id"),
+    ],
+)
+@pytest.mark.parametrize("command", [["dump"], ["place", "--gpus", "4"]])
+def test_cluster_files_with_bad_nodes_or_cliques(
+    capsys, tmp_path: Path, nodes: list[dict[str, object]], expected: str, command: list[str]
+) -> None:
+    source = _cluster_file(tmp_path, nodes)
+    assert expected in _one_line_error(capsys, *command, "--source", source)
+
+
+def test_an_all_zero_cluster_uuid_declares_no_nvlink_domain(capsys, tmp_path: Path) -> None:
+    """DESIGN: a clique counts only when the cluster UUID is not all zeros."""
+    nodes = [{"name": n, "system": "gb200-tray", "clique": f"{ZERO}.1"} for n in "ab"]
+    source = _cluster_file(tmp_path, nodes)
+    args = ("place", "--source", source, "--gpus", "8", "--nodes", "2", "--domain", "required")
+    assert "no clique has 2 nodes" in _one_line_error(capsys, *args)
+    nodes = [{"name": n, "system": "gb200-tray", "clique": f"{RACK}.1"} for n in "ab"]
+    code, out, err = run(
+        capsys, *args[:2], _cluster_file(tmp_path, nodes), *args[3:], "--format", "json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["cliques"] == [f"{RACK}.1"]
+
+
+def test_a_stray_line_inside_the_matrix_is_named(capsys, tmp_path: Path) -> None:
+    row = "GPU3    NV2"
+    source = _capture(tmp_path, row, "pasted by mistake\n" + row)
+    err = _one_line_error(capsys, "dump", "--source", source)
+    assert (
+        "topo.txt:6: 'pasted by mistake' interrupts the matrix: row GPU3 follows on line 7" in err
+    )
+
+
+@pytest.mark.parametrize("fmt", ["table", "matrix", "json", "yaml", "dot", "svg"])
+def test_output_file_for_every_format(capsys, tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"out.{fmt}"
+    code, out, err = run(capsys, "dump", "-s", "system:dgx1-v100", "--format", fmt, "-o", str(path))
+    assert code == 0, err
+    assert out == ""
+    assert f"wrote {path}" in err
+    text = path.read_text()
+    if fmt == "json":
+        assert len(json.loads(text)["gpus"]) == 8
+    elif fmt == "yaml":
+        assert "name: dgx1-v100" in text and "- index: 7" in text
+    else:
+        assert "GPU7" in text or "gpu7" in text
+
+
+def test_output_file_that_cannot_be_written(capsys, tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "out.json"
+    err = _one_line_error(
+        capsys, "dump", "-s", "system:dgx1-v100", "--format", "json", "-o", str(target)
+    )
+    assert f"--output {target}: No such file or directory" in err
+
+
+def test_captures_saved_on_windows_read(capsys, tmp_path: Path, monkeypatch) -> None:
+    """A UTF-8 BOM (Notepad) and UTF-16 with BOM (PowerShell `>`), from a file or stdin."""
+    import io
+
+    text = (DATA / "captures" / "dgx-h100-topo-m.txt").read_text()
+    for name, data in (("utf8", b"\xef\xbb\xbf" + text.encode()), ("utf16", text.encode("utf-16"))):
+        path = tmp_path / f"{name}.txt"
+        path.write_bytes(data)
+        code, out, err = run(capsys, "dump", "-s", f"smi-topo:{path}", "--format", "json")
+        assert code == 0, err
+        assert len(json.loads(out)["gpus"]) == 8
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+        code, out, err = run(capsys, "dump", "-s", "smi-topo:-", "--format", "json")
+        assert code == 0, err
+        assert len(json.loads(out)["gpus"]) == 8
+    doc = "\ufeff" + json.dumps(nvtopo_json("dgx1-v100"))
+    path = tmp_path / "bom.json"
+    path.write_bytes(doc.encode())
+    code, out, err = run(capsys, "dump", "-s", f"file:{path}", "--format", "json")
+    assert code == 0, err
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\xff\x00garbage")))
+    assert "<stdin>: not UTF-8 text" in _one_line_error(capsys, "dump", "-s", "file:-")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 
 import click
 
-from nvtopo.cli.output import console, emit, format_option
+from nvtopo.cli.output import console, format_option, render
 from nvtopo.cli.sources import load_source, source_option
 from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
@@ -46,41 +47,61 @@ def _pick_node(obj: NodeTopology | Cluster, node: str | None, fmt: str) -> NodeT
     "-o",
     type=click.Path(dir_okay=False),
     default=None,
-    help="write to this file instead of stdout (svg, dot)",
+    help="write to this file instead of stdout",
 )
 def dump(source: str, fmt: str, node: str | None, output: str | None) -> None:
     """Show the GPU topology of a node or a cluster."""
     obj = _pick_node(load_source(source), node, fmt)
-    text: str | None = None
     if fmt == "table":
-        from nvtopo.render.table import render_cluster_table, render_node_table
+        _table(obj, output)
+        return
+    if fmt in ("json", "yaml"):
+        text = render(obj.to_json(), fmt)
+    else:
+        assert isinstance(obj, NodeTopology)
+        if fmt == "matrix":
+            from nvtopo.render.matrix import render_matrix
 
-        con = console()
+            text = render_matrix(obj, color=output is None and console().is_terminal)
+        elif fmt == "dot":
+            from nvtopo.render.graph import to_dot
+
+            text = to_dot(obj)
+        else:
+            text = _svg(obj)
+    if output:
+        _write(output, text)
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+def _table(obj: NodeTopology | Cluster, output: str | None) -> None:
+    from rich.console import Console
+
+    from nvtopo.render.table import render_cluster_table, render_node_table
+
+    def show(con: Console) -> None:
         if isinstance(obj, Cluster):
             render_cluster_table(obj, con)
         else:
             render_node_table(obj, con)
-        return
-    if fmt in ("json", "yaml"):
-        emit(obj.to_json(), fmt)
-        return
-    assert isinstance(obj, NodeTopology)
-    if fmt == "matrix":
-        from nvtopo.render.matrix import render_matrix
 
-        text = render_matrix(obj, color=console().is_terminal)
-    elif fmt == "dot":
-        from nvtopo.render.graph import to_dot
+    if output is None:
+        show(console())
+        return
+    con = Console(record=True, file=io.StringIO(), width=120, soft_wrap=True, highlight=False)
+    show(con)
+    _write(output, con.export_text())
 
-        text = to_dot(obj)
-    else:
-        text = _svg(obj)
-    if output:
+
+def _write(output: str, text: str) -> None:
+    """Write ``text`` to the ``--output`` file, or one line saying why it could not be."""
+    try:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text)
-        click.echo(f"wrote {output}", err=True)
-    else:
-        click.echo(text, nl=not text.endswith("\n"))
+    except OSError as exc:
+        raise NvtopoError(f"--output {output}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {output}", err=True)
 
 
 def _svg(topology: NodeTopology) -> str:

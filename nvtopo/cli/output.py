@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-__all__ = ["console", "emit", "format_option"]
+__all__ = ["console", "emit", "format_option", "render"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,11 +33,16 @@ def format_option(
     )
 
 
-def emit(doc: Any, fmt: str) -> None:
-    """Write ``doc`` as JSON or YAML to stdout."""
+def render(doc: Any, fmt: str) -> str:
+    """``doc`` as JSON or YAML text, ending in a newline."""
     if fmt == "yaml":
         import yaml
 
-        click.echo(yaml.safe_dump(doc, sort_keys=False, width=100), nl=False)
-    else:
-        click.echo(json.dumps(doc, indent=2))
+        text: str = yaml.safe_dump(doc, sort_keys=False, width=100)
+        return text
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def emit(doc: Any, fmt: str) -> None:
+    """Write ``doc`` as JSON or YAML to stdout."""
+    click.echo(render(doc, fmt), nl=False)

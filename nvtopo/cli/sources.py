@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import sys
 from pathlib import Path
 
@@ -23,22 +24,42 @@ SOURCE_HELP = (
 source_option = click.option("--source", "-s", default="nvml", show_default=True, help=SOURCE_HELP)
 
 
+# Byte-order marks and the encodings they announce. Captures saved on Windows carry one:
+# PowerShell's `>` writes UTF-16 LE with a BOM, Notepad UTF-8 with a BOM.
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def decode_text(data: bytes, where: str) -> str:
+    """``data`` as text: UTF-8, or the UTF-8/UTF-16 its byte-order mark names."""
+    encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise NvtopoError(f"{where}: not {encoding.upper()} text (byte {exc.start})") from None
+
+
 def read_text(spec: str, path: str) -> str:
     """The text at ``path`` ('-' for standard input), or one clear error naming it."""
     if path == "-":
-        return sys.stdin.read()
+        raw = getattr(sys.stdin, "buffer", None)
+        if raw is None:  # a text stream standing in for stdin (tests, embedding)
+            return sys.stdin.read().removeprefix("\ufeff")
+        return decode_text(raw.read(), "<stdin>")
     if not path:
         raise NvtopoError(f"--source {spec}: a path is needed after the colon")
     try:
-        return Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise NvtopoError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise NvtopoError(f"{path}: is a directory, not a file") from None
-    except UnicodeDecodeError as exc:
-        raise NvtopoError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise NvtopoError(f"{path}: {exc.strerror}") from None
+    return decode_text(data, path)
 
 
 def load_source(spec: str) -> NodeTopology | Cluster:

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from itertools import combinations
 
-from nvtopo.exceptions import ParseError
+from nvtopo.exceptions import ParseError, TopologyError
 from nvtopo.model import Gpu, GpuPair, Nic, NodeTopology, PcieClass, parse_path_class
 from nvtopo.sources._cpulist import expand_cpulist, is_cpulist
 
@@ -159,6 +159,15 @@ def _read_row(toks: list[_Token], header: _Header, line: int, source: str) -> _R
                 line=line,
             )
         pieces = [p.text for p in _split_glued(tok, _GLUED_CELLS_RE, _CELL_PART_RE)]
+        for j, piece in enumerate(pieces):
+            if piece.startswith("NV"):
+                try:
+                    parse_path_class(piece)
+                except TopologyError as exc:
+                    column = header.devices[min(len(cells) + j, n - 1)]
+                    raise ParseError(
+                        f"row {label}, column {column}: {exc}", source=source, line=line
+                    ) from None
         cells.extend(pieces)
         rest = rest[1:]
     if len(cells) != n:
@@ -179,6 +188,7 @@ def _read_rows(lines: list[str], header: _Header, source: str) -> tuple[dict[str
     for number in range(header.line + 1, len(lines) + 1):
         toks = _tokens(lines[number - 1])
         if not toks:
+            _check_not_interrupted(lines, number, labels - set(rows), source)
             break
         label = toks[0].text
         if label not in labels:
@@ -188,6 +198,7 @@ def _read_rows(lines: list[str], header: _Header, source: str) -> tuple[dict[str
                     source=source,
                     line=number,
                 )
+            _check_not_interrupted(lines, number, labels - set(rows), source)
             break
         if label in rows:
             raise ParseError(
@@ -198,6 +209,24 @@ def _read_rows(lines: list[str], header: _Header, source: str) -> tuple[dict[str
         rows[label] = _read_row(toks, header, number, source)
         last = number
     return rows, last
+
+
+def _check_not_interrupted(lines: list[str], stop: int, pending: set[str], source: str) -> None:
+    """Refuse a stray line inside the matrix: one after which rows still due follow.
+
+    Without this, text pasted into the middle of a capture reads as a capture cut short,
+    and the error would name the rows that are in fact there.
+    """
+    for number in range(stop + 1, len(lines) + 1):
+        toks = _tokens(lines[number - 1])
+        if len(toks) > 1 and toks[0].text in pending and _is_cell(toks[1].text):
+            text = lines[stop - 1].strip()
+            what = f"{text[:40]!r}" if text else "an empty line"
+            raise ParseError(
+                f"{what} interrupts the matrix: row {toks[0].text} follows on line {number}",
+                source=source,
+                line=stop,
+            )
 
 
 def _describe_missing(names: list[str], missing: list[str]) -> str:
