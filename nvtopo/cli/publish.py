@@ -28,6 +28,7 @@ def api_client_from_config(kubeconfig: str | None) -> Any:
     """A ``kubernetes.client.ApiClient``: from ``kubeconfig``; without one, the in-cluster
     service account when ``KUBERNETES_SERVICE_HOST`` is set, else ``$KUBECONFIG`` or
     ``~/.kube/config``."""
+    import yaml
     from kubernetes import client, config
 
     if kubeconfig is not None and not os.path.isfile(kubeconfig):
@@ -40,9 +41,14 @@ def api_client_from_config(kubeconfig: str | None) -> Any:
         return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     except config.ConfigException as exc:
         where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-        raise NvtopoError(f"kubeconfig {where}: {exc}") from None
+        raise NvtopoError(f"kubeconfig {where}: {' '.join(str(exc).split())}") from None
     except OSError as exc:
         raise NvtopoError(f"kubeconfig {kubeconfig}: {exc.strerror or exc}") from None
+    except (yaml.YAMLError, TypeError, AttributeError, KeyError, ValueError):
+        # The loader trusts the file's shape: text that is YAML but no kubeconfig (a list, a
+        # string) fails inside it with a TypeError or AttributeError.
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise NvtopoError(f"kubeconfig {where}: not a kubeconfig file") from None
 
 
 def _owner(api_client: Any, node: str) -> dict[str, Any] | None:
@@ -55,6 +61,7 @@ def _owner(api_client: Any, node: str) -> dict[str, Any] | None:
 
     from nvtopo.dra._kube import RawApi
     from nvtopo.dra.publish import node_owner
+    from nvtopo.dra.retry import KubeApiError, api_message
 
     api = RawApi(api_client)
     try:
@@ -62,7 +69,7 @@ def _owner(api_client: Any, node: str) -> dict[str, Any] | None:
     except ApiException as exc:
         if exc.status in (403, 404):
             return None
-        raise
+        raise KubeApiError(f"get Node {node}: {api_message(exc)}", status=exc.status) from None
     uid = (found.get("metadata") or {}).get("uid")
     return node_owner(node, uid) if uid else None
 

@@ -286,11 +286,17 @@ class _Publisher:
         self.failures: list[NvtopoError] = []
 
     def existing(self, node: str | None) -> list[Manifest]:
+        from kubernetes.client.exceptions import ApiException
+
         selector = f"spec.driver={self.driver}"
         if node is not None:
             selector += f",spec.nodeName={node}"
         what = f"list ResourceSlices of {self.driver}" + (f" on node {node}" if node else "")
-        return list(self.api.list(RESOURCE_SLICES, what=what, field_selector=selector))
+        try:
+            return list(self.api.list(RESOURCE_SLICES, what=what, field_selector=selector))
+        except ApiException as exc:
+            # 401/403/404 and the like: not worth a retry, but still one line, not a trace.
+            raise KubeApiError(f"{what}: {api_message(exc)}", status=exc.status) from None
 
     def _write(self, change: SliceChange, method: str, body: Manifest | None) -> None:
         from kubernetes.client.exceptions import ApiException

@@ -470,3 +470,99 @@ def test_cli_dry_run_and_errors(
     assert code == 0 and json.loads(out)["created"] == 1
     code, out, err = _cli([*base[:-3], "--kubeconfig", "/nonexistent/kubeconfig", "--once"], capsys)
     assert code == 1 and err == "nvtopo: error: kubeconfig /nonexistent/kubeconfig: no such file\n"
+
+
+def test_cli_refused_credentials_and_unreadable_kubeconfigs_are_one_line(
+    apiserver: Any,
+    k8s_client: ApiClient,
+    driver: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = ["publish", "--source", "system:dgx-h100", "--node", "cli-2", "--driver", driver,
+            "--once", "--kubeconfig"]  # fmt: skip
+    # A token the apiserver does not know: 401 on the first request (the Node).
+    config = json.loads(apiserver.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"]["token"] = "not-a-token"
+    wrong = tmp_path / "wrong-token"
+    wrong.write_text(json.dumps(config))
+    code, out, err = _cli([*base, str(wrong)], capsys)
+    assert (code, out) == (1, "")
+    assert err == "nvtopo: error: get Node cli-2: 401 Unauthorized: Unauthorized\n"
+    # A ServiceAccount bound to nothing: the Node read is skipped (403), the list is refused.
+    raw = RawApi(k8s_client)
+    account = f"nobody-{uuid.uuid4().hex[:6]}"
+    raw.request("POST", "/api/v1/namespaces/default/serviceaccounts", what="sa",
+                body={"apiVersion": "v1", "kind": "ServiceAccount",
+                      "metadata": {"name": account}})  # fmt: skip
+    try:
+        nobody = _service_account_kubeconfig(raw, apiserver, "default", account, tmp_path / "sa")
+        code, out, err = _cli([*base, str(nobody)], capsys)
+        assert (code, out) == (1, "")
+        assert err.count("\n") == 1
+        assert err.startswith(
+            f"nvtopo: error: list ResourceSlices of {driver} on node cli-2: 403 Forbidden: "
+        )
+    finally:
+        raw.request("DELETE", f"/api/v1/namespaces/default/serviceaccounts/{account}", what="x")
+    # Files that are no kubeconfig.
+    for text in ("root:x:0:0:root:/root:/bin/bash\n", "[1, 2]\n", "\x00\xff["):
+        bad = tmp_path / "bad"
+        bad.write_text(text)
+        code, out, err = _cli([*base, str(bad)], capsys)
+        assert (code, out, err) == (
+            1,
+            "",
+            f"nvtopo: error: kubeconfig {bad}: not a kubeconfig file\n",
+        )
+    assert stored(k8s_client, driver) == {}
+
+
+def test_the_topology_reader_role_reads_the_cluster_and_nothing_more(
+    k8s_client: ApiClient, apiserver: Any, driver: str, tmp_path: Path
+) -> None:
+    from kubernetes import config
+    from kubernetes.client.exceptions import ApiException
+
+    from nvtopo.dra.readback import cluster_from_kubernetes
+
+    raw = RawApi(k8s_client)
+    for doc in _manifests("rbac.yaml"):
+        _create(raw, doc)
+    account = f"reader-{uuid.uuid4().hex[:6]}"
+    raw.request("POST", "/api/v1/namespaces/nvtopo/serviceaccounts", what="sa",
+                body={"apiVersion": "v1", "kind": "ServiceAccount",
+                      "metadata": {"name": account}})  # fmt: skip
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": account},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "nvtopo-topology-reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": "nvtopo"}],
+    }  # fmt: skip
+    _create(raw, binding)
+    publish(k8s_client, nvtopo.cluster("gb200-nvl72x2"), driver=driver)
+    kubeconfig = _service_account_kubeconfig(raw, apiserver, "nvtopo", account, tmp_path / "r")
+    reader = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        # RBAC is checked on every request, but a fresh binding may take a moment to apply.
+        for _ in range(50):
+            try:
+                cluster = cluster_from_kubernetes(reader, driver=driver)
+                break
+            except KubeApiError as exc:
+                assert exc.status == 403
+                time.sleep(0.1)
+        assert len(cluster.nodes) == 36
+        [one] = list(stored(k8s_client, driver).values())[:1]
+        with pytest.raises(ApiException) as forbidden:
+            RawApi(reader).request(
+                "DELETE", RawApi.item(RESOURCE_SLICES, one["metadata"]["name"]), what="x"
+            )
+        assert forbidden.value.status == 403
+    finally:
+        reader.close()
+        raw.request("DELETE", f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{account}",
+                    what="cleanup")  # fmt: skip
