@@ -422,5 +422,56 @@ def test_cli_apply_without_kubeconfig_is_one_line(
         str(tmp_path / "missing"),
     ]
     assert main(argv) == 1
+    # Only the error: the plan's summary waits until the apiserver has answered.
     err = capsys.readouterr().err.splitlines()
-    assert err[-1] == f"nvtopo: error: --kubeconfig {tmp_path / 'missing'}: no such file"
+    assert err == [f"nvtopo: error: --kubeconfig {tmp_path / 'missing'}: no such file"]
+
+
+@pytest.mark.parametrize("text", ["root:x:0:0:root:/root:/bin/bash\n", "[1, 2]\n", "\x00\xff["])
+def test_cli_a_file_that_is_no_kubeconfig_is_one_line(
+    text: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text(text)
+    argv = ["compute-domain", "apply", "-s", "system:gb200-nvl72x2", "--name", "x", "-k", "4",
+            "--kubeconfig", str(path)]  # fmt: skip
+    assert main(argv) == 1
+    assert capsys.readouterr().err == f"nvtopo: error: kubeconfig {path}: not a kubeconfig file\n"
+    assert main(["compute-domain", "delete", "x", "--kubeconfig", str(path)]) == 1
+    assert capsys.readouterr().err == f"nvtopo: error: kubeconfig {path}: not a kubeconfig file\n"
+
+
+def test_an_apiserver_that_never_answers_fails_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import threading
+
+    from kubernetes import client
+
+    from nvtopo.compute_domain import _kube
+    from nvtopo.compute_domain.apply import require_served
+
+    monkeypatch.setattr(_kube, "REQUEST_TIMEOUT", (0.2, 0.2))
+    with socket.socket() as hole:  # accepts connections, never says a word
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(8)
+        cfg = client.Configuration()
+        cfg.host = f"https://127.0.0.1:{hole.getsockname()[1]}"
+        cfg.retries = 0
+        api = client.ApiClient(cfg)
+        outcome: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                require_served(api, "default")
+            except BaseException as exc:  # handed to the test's thread
+                outcome.append(exc)
+
+        worker = threading.Thread(target=call, daemon=True)
+        worker.start()
+        worker.join(60)  # a guard against hanging the suite, not a speed check
+        api.close()
+    assert not worker.is_alive(), "the request hung on a silent apiserver"
+    [error] = outcome
+    assert isinstance(error, ComputeDomainError)
+    assert str(error).startswith(f"cannot reach the apiserver at {cfg.host}: ")
+    assert "\n" not in str(error)

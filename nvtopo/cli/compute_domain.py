@@ -35,6 +35,7 @@ def as_cluster(obj: Any) -> Cluster:
 def api_client(kubeconfig: str | None, context: str | None) -> Any:
     """A ``kubernetes.client.ApiClient`` the way kubectl finds its configuration."""
     try:
+        import yaml
         from kubernetes import client
         from kubernetes import config as kube_config
         from kubernetes.config.config_exception import ConfigException
@@ -59,6 +60,10 @@ def api_client(kubeconfig: str | None, context: str | None) -> Any:
         raise NvtopoError(f"kubeconfig: {' '.join(str(exc).split())}") from None
     except OSError as exc:
         raise NvtopoError(f"kubeconfig: {exc.strerror or exc}") from None
+    except (yaml.YAMLError, TypeError, AttributeError, KeyError, ValueError):
+        # The loader trusts the file's shape: YAML that is no kubeconfig (a list, a string)
+        # fails inside it with a TypeError or AttributeError.
+        raise NvtopoError(f"kubeconfig {kubeconfig or default}: not a kubeconfig file") from None
 
 
 def _plan_options(fn: Any) -> Any:
@@ -198,11 +203,15 @@ def apply_cmd(
 ) -> None:
     """Create the ComputeDomain, claim template and Job, and wait until they are Ready."""
     from nvtopo.compute_domain import apply
+    from nvtopo.compute_domain.apply import require_served
 
     p = _make_plan(source, name, namespace, gpus, nodes, domain, gpu_request, image)
-    click.echo(p.explain(), err=True)
     client = api_client(kubeconfig, context)
     try:
+        # Reach the apiserver before showing the plan: a wrong kubeconfig, a refused token or
+        # a missing CRD is then the only line on the terminal.
+        require_served(client, p.namespace)
+        click.echo(p.explain(), err=True)
         done = apply(p, client, timeout=timeout, progress=fmt == "table", wait=not no_wait)
     finally:
         client.close()

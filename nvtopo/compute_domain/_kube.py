@@ -16,7 +16,10 @@ from typing import Any
 
 from nvtopo.compute_domain.errors import ComputeDomainError
 
-__all__ = ["PLURALS", "Kube", "api_message", "ref"]
+__all__ = ["PLURALS", "REQUEST_TIMEOUT", "Kube", "api_message", "ref"]
+
+#: (connect, read) seconds allowed to each request but a watch.
+REQUEST_TIMEOUT = (10.0, 30.0)
 
 #: Resource (plural) of each kind a plan creates.
 PLURALS = {
@@ -65,6 +68,9 @@ class Kube:
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         from urllib3.exceptions import HTTPError
 
+        # (connect, read) seconds: an apiserver that accepts the connection and never answers
+        # must fail the call, not hang it past every timeout the user gave.
+        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
         try:
             return fn(*args, **kwargs)
         except HTTPError as exc:

@@ -28,7 +28,14 @@ from nvtopo.compute_domain.manifests import LABEL_COMPUTE_DOMAIN, LABEL_MANAGED_
 from nvtopo.compute_domain.plan import ComputeDomainPlan
 from nvtopo.dra.slices import API_VERSION as DRA_API_VERSION
 
-__all__ = ["AppliedComputeDomain", "DomainNode", "apply", "delete", "node_states"]
+__all__ = [
+    "AppliedComputeDomain",
+    "DomainNode",
+    "apply",
+    "delete",
+    "node_states",
+    "require_served",
+]
 
 # Kinds a plan may create, in creation order, with the apiVersion each is served at.
 _KINDS = (
@@ -91,6 +98,22 @@ def _require_crd(kube: Kube, namespace: str) -> None:
         raise ComputeDomainError(
             f"cannot read {KIND}s in namespace {namespace}: {api_message(exc)}"
         ) from None
+
+
+def require_served(api_client: Any, namespace: str) -> None:
+    """Check that the apiserver can be reached and serves ComputeDomains to this user.
+
+    :func:`apply` starts with the same check; a caller calls it first to fail in one line
+    before it prints anything else.
+
+    Raises
+    ------
+    CrdMissingError
+        The apiserver does not serve ComputeDomains.
+    ComputeDomainError
+        It cannot be reached, or refuses this user (401, 403...).
+    """
+    _require_crd(Kube(api_client), namespace)
 
 
 def _rollback(kube: Kube, created: list[dict[str, Any]]) -> str:

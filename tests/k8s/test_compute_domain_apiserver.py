@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -338,3 +339,30 @@ def test_cli_apply_and_delete_through_a_kubeconfig(
         f"nvtopo: error: no objects of ComputeDomain {namespace}/cli managed by nvtopo\n"
     )
     assert main(["compute-domain", "delete", "cli", *kube, "--ignore-not-found"]) == 0
+
+
+def test_cli_apply_refused_token_is_one_line(
+    apiserver: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from nvtopo.cli import cli, main
+    from nvtopo.cli.compute_domain import compute_domain as group
+
+    if "compute-domain" not in cli.commands:
+        cli.add_command(group)
+    config = json.loads(apiserver.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"]["token"] = "not-a-token"
+    wrong = tmp_path / "wrong-token"
+    wrong.write_text(json.dumps(config))
+    argv = ["compute-domain", "apply", "-s", "system:gb200-nvl72x2", "--name", "denied",
+            "-k", "8", "--kubeconfig", str(wrong)]  # fmt: skip
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    # Nothing but the error: the plan's summary is shown once the apiserver has answered.
+    assert captured.err == (
+        "nvtopo: error: cannot read ComputeDomains in namespace default: "
+        "401 Unauthorized: Unauthorized\n"
+    )
