@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import ssl
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
@@ -20,6 +24,7 @@ from .conftest import controlplane
 pytestmark = pytest.mark.k8s
 
 DRIVER = "gpu.nvidia.com"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _name(prefix: str) -> str:
@@ -210,3 +215,37 @@ def test_rbac_limits_a_service_account_until_it_is_bound(
     assert status == 200, body
     status, _ = _get(apiserver, "/apis/resource.k8s.io/v1/deviceclasses", token)
     assert status == 403
+
+
+def test_the_script_runs_a_private_plane_in_a_state_dir(apiserver: Any, tmp_path: Path) -> None:
+    # `apiserver` first: the binaries are built (or found) before the script needs them.
+    script = [sys.executable, str(ROOT / "scripts" / "k8s-test-env")]
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    refused = subprocess.run([*script, "--state-dir", str(foreign), "start"],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith(f"k8s-test-env: {foreign} is not empty")
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+    state = tmp_path / "plane"
+    env = {**os.environ, "NVTOPO_K8S_STATE_DIR": str(state)}
+    started = subprocess.run([*script, "start"], capture_output=True, text=True, env=env,
+                             timeout=180)  # fmt: skip
+    try:
+        assert started.returncode == 0, started.stderr
+        assert started.stdout == f"export KUBECONFIG={state / 'kubeconfig'}\n"
+        shown = subprocess.run([*script, "--state-dir", str(state), "env"],
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert shown.stdout == started.stdout
+        mine = config.new_client_from_config(config_file=str(state / "kubeconfig"))
+        try:
+            assert client.VersionApi(mine).get_code().git_version.startswith("v1.34")
+        finally:
+            mine.close()
+    finally:
+        stopped = subprocess.run([*script, "--state-dir", str(state), "stop"],
+                                 capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert stopped.stderr == "stopped\n"
+    assert not (state / "pids").exists()
