@@ -121,6 +121,7 @@ def _gpu_to_json(g: Gpu) -> dict[str, Any]:
             "migMode": g.mig_mode,
             "nvlinkGeneration": g.nvlink_generation,
             "minor": g.minor,
+            "gpuNumaId": g.gpu_numa_id,
             "nvlinks": [
                 _drop_none(
                     {
@@ -178,6 +179,7 @@ def _gpu_from_json(d: dict[str, Any]) -> Gpu:
         mig_mode=d.get("migMode"),
         nvlink_generation=d.get("nvlinkGeneration"),
         minor=d.get("minor"),
+        gpu_numa_id=d.get("gpuNumaId"),
         nvlinks=tuple(
             NvLink(
                 link=n["link"],

@@ -166,6 +166,9 @@ class Gpu:
     fabric: Fabric | None = None
     platform: Platform | None = None
     minor: int | None = None
+    #: NUMA node of the GPU's own memory where the OS sees it as one (C2C systems such as
+    #: GB200: the ``GPU NUMA ID`` column of ``nvidia-smi topo -m``); None elsewhere.
+    gpu_numa_id: int | None = None
 
     @property
     def numa_key(self) -> str:

@@ -48,6 +48,7 @@ def gpus(draw: st.DrawFn, index: int) -> Gpu:
         pci_bus_id=draw(st.none() | st.just(f"00000000:{index + 0x10:02X}:00.0")),
         pcie_root=draw(st.none() | st.sampled_from(["pci0000:00", "pci0000:80"])),
         numa_node=draw(st.none() | st.integers(0, 3)),
+        gpu_numa_id=draw(st.none() | st.integers(0, 40)),
         numa_affinity=tuple(draw(st.lists(st.integers(0, 7), max_size=3, unique=True))),
         cpu_affinity=draw(st.none() | _cpulists),
         mig_mode=draw(st.none() | st.booleans()),

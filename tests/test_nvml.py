@@ -94,6 +94,7 @@ def test_h200_vm_capture(replay: Replay) -> None:
 def test_dgx_h100_nvswitch_node(replay: Replay) -> None:
     topo, _ = replay("dgx-h100")
     assert topo.gpu_indices == tuple(range(8))
+    assert all(g.gpu_numa_id is None for g in topo.gpus)  # PCIe GPUs: memory is no NUMA node
     assert len(topo.pairs) == 28
     for p in topo.pairs:
         assert (p.nvlinks, p.via_nvswitch, p.nvlinks_down) == (18, True, 0)
@@ -127,6 +128,8 @@ def test_gb200_tray_in_one_clique(replay: Replay) -> None:
     assert (switch.id, switch.pci_bus_id) == ("unknown", None)
     assert switch.gpu_links == ((0, 18), (1, 18), (2, 18), (3, 18))
     assert [g.numa_node for g in topo.gpus] == [2, 10, 18, 26]
+    # GPU memory is a NUMA node of its own, apart from the CPU nodes near the GPU.
+    assert [g.gpu_numa_id for g in topo.gpus] == [2, 10, 18, 26]
     assert topo.gpu(0).numa_affinity == expand_cpulist("0,3-9,11-17")
     assert topo.gpu(3).numa_affinity == expand_cpulist("1,19-25,27-33")
     assert [g.cpu_affinity for g in topo.gpus] == ["0-71", "0-71", "72-143", "72-143"]

@@ -326,3 +326,15 @@ def test_header_naming_a_device_twice() -> None:
     text = "\tGPU0\tNIC0\tNIC0\tCPU Affinity\nGPU0\t X \tPIX\tPIX\t0-7\n"
     err = error(text)
     assert "header names NIC0 twice" in str(err) and err.line == 1
+
+
+def test_gpu_numa_id_column_is_kept_and_printed_back() -> None:
+    """GB200's GPU NUMA ID (the GPU's own memory node) survives parse → matrix → parse."""
+    from nvtopo.render.matrix import render_matrix
+
+    text = (Path(__file__).parent / "data" / "gb200-tray-topo-m.txt").read_text()
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    topo = parse_topo_matrix(body)
+    assert [g.gpu_numa_id for g in topo.gpus] == [2, 10, 18, 26]
+    again = parse_topo_matrix(render_matrix(topo))
+    assert [g.gpu_numa_id for g in again.gpus] == [2, 10, 18, 26]

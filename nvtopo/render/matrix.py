@@ -99,10 +99,10 @@ def render_matrix(topology: NodeTopology, *, color: bool = False) -> str:
         cells = [topology.path_class(gpu.index, other.index) for other in gpus]
         cells += [nic.gpu_paths[i] for nic in nics]
         numa = compress_cpulist(gpu.numa_affinity) or "N/A"
-        # The tool ends NUMA Affinity with two tabs (its header is wider than one tab stop);
-        # the model has no GPU NUMA ID (the GPU's own memory node on C2C systems): N/A.
+        # The tool ends NUMA Affinity with two tabs (its header is wider than one tab stop).
         row = "\t".join([f"GPU{gpu.index}", *map(_self, cells), gpu.cpu_affinity or "N/A"])
-        lines.append(f"{row}\t{numa}\t\tN/A")
+        gpu_numa = "N/A" if gpu.gpu_numa_id is None else str(gpu.gpu_numa_id)
+        lines.append(f"{row}\t{numa}\t\t{gpu_numa}")
     for i, nic in enumerate(nics):
         cells = [*nic.gpu_paths]
         cells += ["X" if j == i else _nic_to_nic(nic, other) for j, other in enumerate(nics)]

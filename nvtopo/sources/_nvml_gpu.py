@@ -186,6 +186,7 @@ def collect_gpu(q: NvmlCalls, index: int, handle: Any, bus_id: str | None, sysfs
     node_words = q.ask("nvmlDeviceGetMemoryAffinity", handle, NODE_SET_WORDS, _AFFINITY_SCOPE_NODE)
     cpu_words = q.ask("nvmlDeviceGetCpuAffinity", handle, CPU_SET_WORDS)
     minor = q.ask("nvmlDeviceGetMinorNumber", handle)
+    numa_affinity = bits_of(node_words) if node_words is not None else ()
     gpu = Gpu(
         index=index,
         uuid=text(q.ask("nvmlDeviceGetUUID", handle)),
@@ -197,12 +198,17 @@ def collect_gpu(q: NvmlCalls, index: int, handle: Any, bus_id: str | None, sysfs
         pci_bus_id=bus_id,
         pcie_root=pcie_root(sysfs, bus_id),
         numa_node=numa_node,
-        numa_affinity=bits_of(node_words) if node_words is not None else (),
+        numa_affinity=numa_affinity,
         cpu_affinity=compress_cpulist(bits_of(cpu_words or ())) or None,
         mig_mode=_mig_mode(q, handle),
         fabric=read_fabric(q, handle),
         platform=read_platform(q, handle),
         minor=minor if isinstance(minor, int) else None,
+        # On C2C-coherent GPUs (GB200) NVML's NUMA node is the GPU's own memory node, which
+        # is not among the CPU nodes near it; on PCIe GPUs it is one of those CPU nodes.
+        gpu_numa_id=numa_node
+        if numa_node is not None and numa_affinity and numa_node not in numa_affinity
+        else None,
     )
     return RawGpu(handle=handle, gpu=gpu, links=read_links(q, handle))
 

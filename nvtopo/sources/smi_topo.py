@@ -369,6 +369,7 @@ def _read_gpu(row: _Row, header: _Header, source: str) -> Gpu:
         cpu_affinity=cpu_affinity,
         numa_affinity=numa_affinity,
         numa_node=numa_affinity[0] if len(numa_affinity) == 1 else None,
+        gpu_numa_id=None if gpu_numa in _NOT_AVAILABLE else int(gpu_numa),
     )
 
 

@@ -275,6 +275,8 @@ def build_node(
             fabric=fabric,
             platform=slot.platform,
             minor=i,
+            # C2C-coherent GPUs (cpu_node set) have their memory as a NUMA node of its own.
+            gpu_numa_id=None if slot.cpu_node is None else slot.numa_node,
         )
         for i, slot in enumerate(slots)
     )
