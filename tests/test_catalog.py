@@ -219,7 +219,8 @@ def test_gb200_tray_matches_the_real_tray() -> None:
         assert row[1:5] == matrix(t)[i]
         assert g.cpu_affinity == row[5]
         assert list(g.numa_affinity) == expand(row[6])
-        assert g.numa_node == int(row[7])
+        assert g.gpu_numa_id == int(row[7])  # the GPU NUMA ID column: its memory node
+        assert g.numa_node == i // 2  # the PCI device's node: the Grace CPU it hangs off
     assert len(t.nics) == 8 and all(set(n.gpu_paths) == {"SYS"} for n in t.nics)
     assert len(t.nvswitches) == 18 and all(nv.remote_type == "nvswitch" for nv in t.gpu(0).nvlinks)
     assert sorted(t.numa_cpus) == [0, 1]

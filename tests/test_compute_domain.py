@@ -424,7 +424,7 @@ def test_cli_apply_without_kubeconfig_is_one_line(
     assert main(argv) == 1
     # Only the error: the plan's summary waits until the apiserver has answered.
     err = capsys.readouterr().err.splitlines()
-    assert err == [f"nvtopo: error: --kubeconfig {tmp_path / 'missing'}: no such file"]
+    assert err == [f"nvtopo: error: kubeconfig {tmp_path / 'missing'}: no such file"]
 
 
 @pytest.mark.parametrize("text", ["root:x:0:0:root:/root:/bin/bash\n", "[1, 2]\n", "\x00\xff["])

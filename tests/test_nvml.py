@@ -127,8 +127,9 @@ def test_gb200_tray_in_one_clique(replay: Replay) -> None:
     (switch,) = topo.nvswitches
     assert (switch.id, switch.pci_bus_id) == ("unknown", None)
     assert switch.gpu_links == ((0, 18), (1, 18), (2, 18), (3, 18))
-    assert [g.numa_node for g in topo.gpus] == [2, 10, 18, 26]
-    # GPU memory is a NUMA node of its own, apart from the CPU nodes near the GPU.
+    # GPU memory is a NUMA node of its own (NVML's answer), apart from the CPU nodes near
+    # the GPU; the PCI device's own node (sysfs) is the Grace CPU it hangs off.
+    assert [g.numa_node for g in topo.gpus] == [0, 0, 1, 1]
     assert [g.gpu_numa_id for g in topo.gpus] == [2, 10, 18, 26]
     assert topo.gpu(0).numa_affinity == expand_cpulist("0,3-9,11-17")
     assert topo.gpu(3).numa_affinity == expand_cpulist("1,19-25,27-33")

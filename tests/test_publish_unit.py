@@ -438,3 +438,25 @@ def test_docstring_examples_run(module: str) -> None:
     mod = importlib.import_module(f"nvtopo.dra.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def test_a_silent_server_is_given_up_on_after_the_timeout_tries() -> None:
+    """Each timed-out try already waited the read timeout: only `timeout_attempts` of them."""
+    from urllib3.exceptions import MaxRetryError, ReadTimeoutError
+
+    calls = {"timeout": 0, "refused": 0}
+
+    def silent() -> None:
+        calls["timeout"] += 1
+        raise MaxRetryError(None, "/api", ReadTimeoutError(None, "/api", "Read timed out."))
+
+    def refused() -> None:
+        calls["refused"] += 1
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    policy = RetryPolicy(attempts=5, timeout_attempts=2)
+    with pytest.raises(KubeApiError, match=r"gave up after 2 tries"):
+        call_with_retry(silent, what="get Node n1", policy=policy, sleep=lambda _s: None)
+    with pytest.raises(KubeApiError, match=r"gave up after 5 tries"):
+        call_with_retry(refused, what="get Node n1", policy=policy, sleep=lambda _s: None)
+    assert calls == {"timeout": 2, "refused": 5}

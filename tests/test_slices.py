@@ -492,3 +492,10 @@ def test_cli_claim(run: Any) -> None:
     assert code == 0 and json.loads(out)["kind"] == "ResourceClaimTemplate"
     code, out, err = run("claim", "--gpus", "40", "--name", "too-many")
     assert code == 1 and err.count("\n") == 1 and "outside 1..32" in err
+
+
+def test_gb200_numa_node_is_the_grace_cpu_not_the_gpu_memory_node() -> None:
+    """resource.kubernetes.io/numaNode is the PCI device's node, as sysfs gives it."""
+    [s] = dra.resource_slices(nvtopo.system("gb200-tray"), node="tray0")
+    nodes = [d["attributes"][R + "numaNode"]["int"] for d in s["spec"]["devices"]]
+    assert sorted(nodes) == [0, 0, 1, 1]

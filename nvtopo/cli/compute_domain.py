@@ -10,12 +10,11 @@ account.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import click
 
+from nvtopo.cli.kube import api_client
 from nvtopo.cli.output import console, emit, format_option
 from nvtopo.cli.sources import load_source, source_option
 from nvtopo.cluster import Cluster, ClusterNode
@@ -30,40 +29,6 @@ def as_cluster(obj: Any) -> Cluster:
         return obj
     name = obj.name or "node"
     return Cluster((ClusterNode(name, obj, obj.clique),), name=name)
-
-
-def api_client(kubeconfig: str | None, context: str | None) -> Any:
-    """A ``kubernetes.client.ApiClient`` the way kubectl finds its configuration."""
-    try:
-        import yaml
-        from kubernetes import client
-        from kubernetes import config as kube_config
-        from kubernetes.config.config_exception import ConfigException
-    except ImportError:
-        raise NvtopoError(
-            "the kubernetes package is not installed (pip install kubernetes)"
-        ) from None
-    config: Any = kube_config  # the loaders are untyped
-    default = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-    try:
-        if kubeconfig is not None:
-            if not Path(kubeconfig).is_file():
-                raise NvtopoError(f"--kubeconfig {kubeconfig}: no such file")
-            return config.new_client_from_config(config_file=kubeconfig, context=context)
-        first = default.split(os.pathsep)[0]
-        if Path(first).is_file() or os.environ.get("KUBERNETES_SERVICE_HOST") is None:
-            return config.new_client_from_config(config_file=first, context=context)
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
-        return client.ApiClient(configuration)
-    except ConfigException as exc:
-        raise NvtopoError(f"kubeconfig: {' '.join(str(exc).split())}") from None
-    except OSError as exc:
-        raise NvtopoError(f"kubeconfig: {exc.strerror or exc}") from None
-    except (yaml.YAMLError, TypeError, AttributeError, KeyError, ValueError):
-        # The loader trusts the file's shape: YAML that is no kubeconfig (a list, a string)
-        # fails inside it with a TypeError or AttributeError.
-        raise NvtopoError(f"kubeconfig {kubeconfig or default}: not a kubeconfig file") from None
 
 
 def _plan_options(fn: Any) -> Any:

@@ -14,41 +14,15 @@ from typing import Any
 
 import click
 
+from nvtopo.cli.kube import api_client as kube_api_client
 from nvtopo.cli.output import console, format_option
 from nvtopo.cli.sources import load_source, source_option
 from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
 
-__all__ = ["api_client_from_config", "publish"]
+__all__ = ["publish"]
 
 _MAX_CHANGE_ROWS = 50
-
-
-def api_client_from_config(kubeconfig: str | None) -> Any:
-    """A ``kubernetes.client.ApiClient``: from ``kubeconfig``; without one, the in-cluster
-    service account when ``KUBERNETES_SERVICE_HOST`` is set, else ``$KUBECONFIG`` or
-    ``~/.kube/config``."""
-    import yaml
-    from kubernetes import client, config
-
-    if kubeconfig is not None and not os.path.isfile(kubeconfig):
-        raise NvtopoError(f"kubeconfig {kubeconfig}: no such file")
-    try:
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            cfg = client.Configuration()
-            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-            return client.ApiClient(cfg)
-        return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    except config.ConfigException as exc:
-        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-        raise NvtopoError(f"kubeconfig {where}: {' '.join(str(exc).split())}") from None
-    except OSError as exc:
-        raise NvtopoError(f"kubeconfig {kubeconfig}: {exc.strerror or exc}") from None
-    except (yaml.YAMLError, TypeError, AttributeError, KeyError, ValueError):
-        # The loader trusts the file's shape: text that is YAML but no kubeconfig (a list, a
-        # string) fails inside it with a TypeError or AttributeError.
-        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-        raise NvtopoError(f"kubeconfig {where}: not a kubeconfig file") from None
 
 
 def _owner(api_client: Any, node: str) -> dict[str, Any] | None:
@@ -146,7 +120,7 @@ def _publisher(
     from nvtopo.dra.publish import node_slices
     from nvtopo.dra.publish import publish as publish_slices
 
-    api_client = api_client_from_config(kubeconfig)
+    api_client = kube_api_client(kubeconfig)
     agent_node = node or os.environ.get("NODE_NAME") or socket.gethostname()
     owner: list[dict[str, Any] | None] = []
 

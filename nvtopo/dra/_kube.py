@@ -29,7 +29,7 @@ RESOURCE_SLICES = "/apis/resource.k8s.io/v1/resourceslices"
 RESOURCE_CLAIMS = "/apis/resource.k8s.io/v1/resourceclaims"
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # (connect, read) seconds: a request that hangs must fail and be retried, not block forever.
-_TIMEOUT = (10.0, 60.0)
+_TIMEOUT = (10.0, 30.0)
 _PAGE = 500
 
 

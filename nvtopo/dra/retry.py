@@ -93,12 +93,17 @@ class RetryPolicy:
         Seconds: the largest backoff draw.
     max_retry_after
         Seconds: the longest ``Retry-After`` honoured (a longer one is cut to this).
+    timeout_attempts
+        Tries in all when the server took the request but never answered: each such try
+        already waited the whole read timeout, so a silent server fails in minutes, not
+        ``attempts`` times that.
     """
 
     attempts: int = 6
     base: float = 0.25
     max_delay: float = 8.0
     max_retry_after: float = 30.0
+    timeout_attempts: int = 2
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -131,6 +136,19 @@ def is_retryable(exc: BaseException) -> bool:
     if status is not None and status != 0:
         return status in RETRY_STATUSES
     return _is_connection_error(exc)
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """True when the server took the request and did not answer within the read timeout."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # the timeout may come wrapped (MaxRetryError.reason, __cause__)
+        if seen is None:
+            return False
+        if isinstance(seen, TimeoutError) or type(seen).__name__ in ("ReadTimeoutError",):
+            return True
+        reason = getattr(seen, "reason", None)
+        seen = reason if isinstance(reason, BaseException) else seen.__cause__ or seen.__context__
+    return False
 
 
 def _header(exc: BaseException, name: str) -> str | None:
@@ -231,7 +249,7 @@ def call_with_retry(
     Exception
         Anything not retryable (an ``ApiException`` 409, 404, 422...) at once, unchanged.
     """
-    from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+    from tenacity import RetryCallState, Retrying, retry_if_exception
 
     rules = policy or RetryPolicy()
 
@@ -249,8 +267,14 @@ def call_with_retry(
             delay = state.next_action.sleep if state.next_action is not None else 0.0
             on_retry(exc, delay)
 
+    def stop(state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if exc is not None and is_timeout(exc):
+            return state.attempt_number >= min(rules.timeout_attempts, rules.attempts)
+        return state.attempt_number >= rules.attempts
+
     retrying = Retrying(
-        stop=stop_after_attempt(rules.attempts),
+        stop=stop,
         wait=wait,
         retry=retry_if_exception(is_retryable),
         sleep=sleep,
@@ -262,7 +286,7 @@ def call_with_retry(
     except Exception as exc:
         if not is_retryable(exc):
             raise
-        tries = rules.attempts
+        tries = min(rules.timeout_attempts, rules.attempts) if is_timeout(exc) else rules.attempts
         raise KubeApiError(
             f"{what}: {api_message(exc)} (gave up after {tries} tr{'y' if tries == 1 else 'ies'})",
             status=_status(exc) or None,

@@ -187,6 +187,11 @@ def collect_gpu(q: NvmlCalls, index: int, handle: Any, bus_id: str | None, sysfs
     cpu_words = q.ask("nvmlDeviceGetCpuAffinity", handle, CPU_SET_WORDS)
     minor = q.ask("nvmlDeviceGetMinorNumber", handle)
     numa_affinity = bits_of(node_words) if node_words is not None else ()
+    # On C2C-coherent GPUs (GB200) NVML's NUMA node is the GPU's own memory node, which is
+    # not among the CPU nodes near it; the PCI device's node then comes from sysfs.
+    gpu_numa_id = None
+    if numa_node is not None and numa_affinity and numa_node not in numa_affinity:
+        gpu_numa_id, numa_node = numa_node, _sysfs_numa_node(sysfs, bus_id)
     gpu = Gpu(
         index=index,
         uuid=text(q.ask("nvmlDeviceGetUUID", handle)),
@@ -204,11 +209,7 @@ def collect_gpu(q: NvmlCalls, index: int, handle: Any, bus_id: str | None, sysfs
         fabric=read_fabric(q, handle),
         platform=read_platform(q, handle),
         minor=minor if isinstance(minor, int) else None,
-        # On C2C-coherent GPUs (GB200) NVML's NUMA node is the GPU's own memory node, which
-        # is not among the CPU nodes near it; on PCIe GPUs it is one of those CPU nodes.
-        gpu_numa_id=numa_node
-        if numa_node is not None and numa_affinity and numa_node not in numa_affinity
-        else None,
+        gpu_numa_id=gpu_numa_id,
     )
     return RawGpu(handle=handle, gpu=gpu, links=read_links(q, handle))
 

@@ -125,9 +125,10 @@ def pcie_class(a: Loc, b: Loc) -> PcieClass:
 class GpuSlot:
     """One GPU's place: PCI bus id, PCIe location and NUMA node.
 
-    ``numa_node`` is what discovery reports: the CPU node the device hangs off, or on
-    C2C-coherent systems the GPU's own memory node, in which case ``cpu_node`` names the CPU
-    node whose CPU list is the GPU's affinity.
+    ``numa_node`` is what NVML reports: the CPU node the device hangs off, or on
+    C2C-coherent systems the GPU's own memory node (the topology's ``gpu_numa_id``), in
+    which case ``cpu_node`` names the CPU node the PCI device belongs to and whose CPU list
+    is the GPU's affinity.
     """
 
     bus_id: str
@@ -266,7 +267,9 @@ def build_node(
             memory_mib=model.memory_mib,
             pci_bus_id=slot.bus_id,
             pcie_root=slot.loc.root,
-            numa_node=slot.numa_node,
+            # The PCI device's node (what sysfs and resource.kubernetes.io/numaNode mean); on
+            # C2C systems the GPU's own memory node is gpu_numa_id.
+            numa_node=slot.cpus_of,
             numa_affinity=slot.numa_affinity or (slot.cpus_of,),
             cpu_affinity=numa_cpus[slot.cpus_of],
             mig_mode=False if model.mig_capable else None,
