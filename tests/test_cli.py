@@ -89,7 +89,9 @@ def test_cluster_source_table_and_node_pick(capsys) -> None:
 def test_systems_lists_the_catalog(capsys) -> None:
     code, out, _ = run(capsys, "systems", "--format", "json")
     assert code == 0
-    names = {s["name"] for s in json.loads(out)}
+    rows = json.loads(out)
+    names = {s["name"] for s in rows}
+    assert set(rows[0]) == {"name", "kind", "gpu", "gpusPerNode", "nodes", "description"}
     assert {
         "dgx1-v100",
         "dgx2-v100",

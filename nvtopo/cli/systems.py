@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import click
@@ -20,7 +19,19 @@ def systems(fmt: str) -> None:
 
     infos = catalog_systems()
     if fmt == "json":
-        click.echo(json.dumps([dataclasses.asdict(i) for i in infos], indent=2))
+        # camelCase keys, like the nvtopo.dev/v1 documents
+        rows = [
+            {
+                "name": i.name,
+                "kind": i.kind,
+                "gpu": i.gpu,
+                "gpusPerNode": i.gpus_per_node,
+                "nodes": i.nodes,
+                "description": i.description,
+            }
+            for i in infos
+        ]
+        click.echo(json.dumps(rows, indent=2))
         return
     from rich.table import Table
 
