@@ -21,6 +21,7 @@ __all__ = [
     "machine",
     "median",
     "percentile",
+    "print_section",
     "rss_bytes",
     "time_calls",
 ]
@@ -160,3 +161,17 @@ def machine() -> dict[str, str]:
         "OS": f"{platform.system()} {platform.release()}",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def print_section(section: Section) -> None:
+    """A benchmark section on the terminal: a heading with the machine, tables, targets."""
+    info = machine()
+    print(f"# {section.title}  ({info['CPU']}, {info['cores']} cores, {info['Python']})\n")
+    for table in section.tables:
+        print(table.text())
+        for note in table.notes:
+            print(note)
+    for t in section.targets:
+        print(f"\ntarget: {t.what} {t.target}: {t.measured} -> {t.status}")
+    for note in section.notes:
+        print(note)

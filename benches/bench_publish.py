@@ -29,7 +29,7 @@ if __name__ == "__main__":  # run as a script: make `benches`, `tests` and `nvto
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nvtopo
-from benches._common import Section, Table, Target, fmt_ns, machine, median
+from benches._common import Section, Table, Target, fmt_ns, median, print_section
 from nvtopo.dra.publish import PublishResult, cluster_slices, publish
 
 __all__ = ["FULL", "QUICK", "PublishConfig", "run"]
@@ -138,15 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 nodes instead of 1,000")
     args = parser.parse_args(argv)
-    section = run(QUICK if args.quick else FULL)
-    info = machine()
-    print(f"# {section.title}  ({info['CPU']}, {info['cores']} cores, {info['Python']})\n")
-    for table in section.tables:
-        print(table.text())
-        for note in table.notes:
-            print(note)
-    for t in section.targets:
-        print(f"\ntarget: {t.what} {t.target}: {t.measured} -> {t.status}")
+    print_section(run(QUICK if args.quick else FULL))
     return 0
 
 

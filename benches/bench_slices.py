@@ -20,7 +20,15 @@ if __name__ == "__main__":  # run as a script: make `benches` and `nvtopo` impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nvtopo
-from benches._common import Section, Table, Target, fmt_ns, machine, median, time_calls
+from benches._common import (
+    Section,
+    Table,
+    Target,
+    fmt_ns,
+    median,
+    print_section,
+    time_calls,
+)
 from nvtopo import dra
 
 __all__ = ["FULL", "QUICK", "SlicesConfig", "run"]
@@ -104,17 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 racks instead of 1,024")
     args = parser.parse_args(argv)
-    section = run(QUICK if args.quick else FULL)
-    info = machine()
-    print(f"# {section.title}  ({info['CPU']}, {info['cores']} cores, {info['Python']})\n")
-    for table in section.tables:
-        print(table.text())
-        for note in table.notes:
-            print(note)
-    for t in section.targets:
-        print(f"\ntarget: {t.what} {t.target}: {t.measured} -> {t.status}")
-    for note in section.notes:
-        print(note)
+    print_section(run(QUICK if args.quick else FULL))
     return 0
 
 

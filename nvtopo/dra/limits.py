@@ -103,6 +103,20 @@ def check_dns_subdomain(
     value: str, *, what: str, where: str, max_length: int = _MAX_SUBDOMAIN
 ) -> None:
     """``value`` is a lower-case DNS subdomain (RFC 1123) of at most ``max_length`` characters."""
+    _check_dns_name(
+        value,
+        what=what,
+        where=where,
+        max_length=max_length,
+        pattern=_SUBDOMAIN_RE,
+        kind="a DNS subdomain (lower-case letters, digits, '-' and '.', starting and ending "
+        "with a letter or digit)",
+    )
+
+
+def _check_dns_name(
+    value: str, *, what: str, where: str, max_length: int, pattern: re.Pattern[str], kind: str
+) -> None:
     if not value:
         raise DraLimitError(f"{where}: {what} is empty")
     if len(value) > max_length:
@@ -110,11 +124,8 @@ def check_dns_subdomain(
             f"{where}: {what} {value[:40]!r}... has {len(value)} characters, more than the API "
             f"limit of {max_length}"
         )
-    if not _SUBDOMAIN_RE.match(value):
-        raise DraLimitError(
-            f"{where}: {what} {value!r} is not a DNS subdomain (lower-case letters, digits, '-' "
-            "and '.', starting and ending with a letter or digit)"
-        )
+    if not pattern.match(value):
+        raise DraLimitError(f"{where}: {what} {value!r} is not {kind}")
 
 
 def check_driver_name(name: str, *, where: str, what: str = "driver name") -> None:
@@ -128,18 +139,15 @@ def check_driver_name(name: str, *, where: str, what: str = "driver name") -> No
 
 def check_device_name(name: str, *, where: str) -> None:
     """A device name: a DNS label (``gpu-0``), at most 63 characters."""
-    if not name:
-        raise DraLimitError(f"{where}: device name is empty")
-    if len(name) > _MAX_LABEL:
-        raise DraLimitError(
-            f"{where}: device name {name[:40]!r}... has {len(name)} characters, more than the "
-            f"API limit of {_MAX_LABEL}"
-        )
-    if not _LABEL_RE.match(name):
-        raise DraLimitError(
-            f"{where}: device name {name!r} is not a DNS label (lower-case letters, digits and "
-            "'-', starting and ending with a letter or digit)"
-        )
+    _check_dns_name(
+        name,
+        what="device name",
+        where=where,
+        max_length=_MAX_LABEL,
+        pattern=_LABEL_RE,
+        kind="a DNS label (lower-case letters, digits and '-', starting and ending with a "
+        "letter or digit)",
+    )
 
 
 def check_qualified_name(name: str, *, where: str, what: str = "attribute") -> None:
