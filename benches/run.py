@@ -66,34 +66,25 @@ def criterion_section(results: list[CriterionResult], status: str) -> Section:
         section.notes.append(f"Not measured: {status}.")
     eight = [r for r in results if _is_8gpu_select(r.id)]
     sixteen = [r for r in results if _is_16gpu_select(r.id)]
-    if eight:
-        worst = max(eight, key=lambda r: r.median_ns)
-        section.targets.append(
-            Target(
-                "`select_gpus`, 8-GPU node, random availability, core",
-                "median ≤ 1 µs",
-                f"{fmt_ns(worst.median_ns)} ({worst.id})",
-                worst.median_ns <= 1_000,
-            )
+    section.targets.append(
+        _worst_target(
+            eight,
+            "`select_gpus`, 8-GPU node, random availability, core",
+            "median ≤ 1 µs",
+            1_000,
+            status,
         )
-    else:
-        section.targets.append(
-            Target("`select_gpus`, 8-GPU node, core", "median ≤ 1 µs", status, None)
+    )
+    section.targets.append(
+        _worst_target(
+            sixteen,
+            "`select_gpus`, 16-GPU node, every k, core",
+            "worst case over k ≤ 50 µs",
+            50_000,
+            status,
+            label="slowest: ",
         )
-    if sixteen:
-        worst = max(sixteen, key=lambda r: r.median_ns)
-        section.targets.append(
-            Target(
-                "`select_gpus`, 16-GPU node, every k, core",
-                "worst case over k ≤ 50 µs",
-                f"{fmt_ns(worst.median_ns)} (slowest: {worst.id})",
-                worst.median_ns <= 50_000,
-            )
-        )
-    else:
-        section.targets.append(
-            Target("`select_gpus`, 16-GPU node, every k, core", "≤ 50 µs", status, None)
-        )
+    )
     by_id = {r.id: r for r in results}
     for r in results:
         if "/brute-force/" in r.id:
@@ -105,6 +96,23 @@ def criterion_section(results: list[CriterionResult], status: str) -> Section:
                     f"({fmt_ratio(r.median_ns / fast.median_ns)} faster)."
                 )
     return section
+
+
+def _worst_target(
+    results: list[CriterionResult],
+    what: str,
+    target: str,
+    limit_ns: float,
+    status: str,
+    *,
+    label: str = "",
+) -> Target:
+    """The target judged on the slowest of ``results`` (not measured when there are none)."""
+    if not results:
+        return Target(what, target, status, None)
+    worst = max(results, key=lambda r: r.median_ns)
+    measured = f"{fmt_ns(worst.median_ns)} ({label}{worst.id})"
+    return Target(what, target, measured, worst.median_ns <= limit_ns)
 
 
 def _is_8gpu_select(bench_id: str) -> bool:
