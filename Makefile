@@ -21,7 +21,9 @@ $(VENV)/.deps: pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "maturin>=1.7,<2" pytest "hypothesis>=6.100" ruff mypy types-PyYAML \
 	    "nvidia-ml-py>=12.535" "networkx>=3.1" "numpy>=1.24" "click>=8.1" "rich>=13" "PyYAML>=6" \
-	    "jsonschema>=4.18" "kubernetes>=34.1" "cryptography>=42" "tenacity>=8.2"
+	    "jsonschema>=4.18" "kubernetes>=34.1" "cryptography>=42" "tenacity>=8.2" \
+	    "grpcio>=1.66" "grpcio-tools>=1.66" "grpcio-health-checking>=1.66" "grpcio-reflection>=1.66" \
+	    "protobuf>=5.27" "import-linter>=2.1"
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(RUST_SOURCES)
