@@ -28,6 +28,8 @@
 
 mod branch;
 
+use std::time::{Duration, Instant};
+
 use crate::bitset::{self, Mask};
 use crate::error::{Error, Result};
 use crate::topology::Topology;
@@ -36,8 +38,15 @@ use branch::BranchAndBound;
 /// Search nodes allowed when the caller gives no budget (enough to prove any ≤ 16-GPU case).
 pub const DEFAULT_BUDGET: u64 = 2_000_000;
 
+/// Time allowed to a search past [`EXACT_GPUS`] GPUs when the caller gives no deadline.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(10);
+
+/// Up to this many GPUs the search always runs to the proven optimum (it is bounded by
+/// the 2^n sets); a deadline applies only to larger nodes.
+pub const EXACT_GPUS: usize = 16;
+
 /// The chosen set and the measures Contract 1 compares it by.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Selection {
     /// Chosen positions.
     pub mask: Mask,
@@ -53,6 +62,10 @@ pub struct Selection {
     pub cut: u64,
     /// True when the search proved this set optimal within its budget.
     pub optimal: bool,
+    /// 0 when optimal; else how far the first unproven measure may fall short, as a
+    /// share of its upper bound: the bottleneck when a better one was not ruled out,
+    /// otherwise the total pair score.
+    pub gap: f64,
     /// The weakest pair (lowest score, then smallest ids), None for a single GPU.
     pub bottleneck_pair: Option<(i64, i64)>,
     /// Path of the weakest pair (`NV18`, `SYS`, ...).
@@ -116,7 +129,7 @@ pub fn resolve(
     Ok((avail, req))
 }
 
-/// Contract 1 by GPU ids: validate with [`resolve`], then [`select_mask`].
+/// Contract 1 by GPU ids: validate with [`resolve`], then [`select_within`].
 pub fn select(
     topo: &Topology,
     k: usize,
@@ -124,48 +137,101 @@ pub fn select(
     required: &[i64],
     budget: Option<u64>,
 ) -> Result<Selection> {
+    select_deadline(topo, k, available, required, budget, None)
+}
+
+/// [`select`] with a deadline for nodes past [`EXACT_GPUS`] GPUs (default
+/// [`DEFAULT_DEADLINE`]).
+pub fn select_deadline(
+    topo: &Topology,
+    k: usize,
+    available: Option<&[i64]>,
+    required: &[i64],
+    budget: Option<u64>,
+    deadline: Option<Duration>,
+) -> Result<Selection> {
     let (avail, req) = resolve(topo, k, available, required)?;
-    Ok(select_mask(
+    Ok(select_within(
         topo,
         k,
         avail,
         req,
         budget.unwrap_or(DEFAULT_BUDGET),
+        deadline,
     ))
 }
 
-/// Contract 1 on masks. The caller guarantees `req ⊆ avail`, `|req| ≤ k ≤ |avail|`.
+/// Contract 1 on masks, with the default deadline past [`EXACT_GPUS`] GPUs.
 pub fn select_mask(topo: &Topology, k: usize, avail: Mask, req: Mask, budget: u64) -> Selection {
+    select_within(topo, k, avail, req, budget, None)
+}
+
+/// Contract 1 on masks. The caller guarantees `req ⊆ avail`, `|req| ≤ k ≤ |avail|`.
+///
+/// Trivial requests are answered by rule: all required, all available, or one GPU (the
+/// one that leaves the best-connected GPUs together: the smallest cut, then the smallest
+/// id). Past [`EXACT_GPUS`] GPUs the search stops at `deadline` (half of it for the
+/// bottleneck) and returns the best set found with `optimal == false` and its gap.
+pub fn select_within(
+    topo: &Topology,
+    k: usize,
+    avail: Mask,
+    req: Mask,
+    budget: u64,
+    deadline: Option<Duration>,
+) -> Selection {
     debug_assert!(req & !avail == 0 && bitset::len(req) as usize <= k);
     debug_assert!(k <= bitset::len(avail) as usize);
+    let start = (topo.len() > EXACT_GPUS).then(Instant::now);
+    let allowed = deadline.unwrap_or(DEFAULT_DEADLINE);
     let mut s = Search {
         budget,
         nodes: 0,
         exhausted: false,
+        deadline: start.map(|t| t + allowed / 2),
     };
     let mut proven = true;
+    let mut gap = 0.0;
     let mask = if bitset::len(req) as usize == k {
         req
     } else if bitset::len(avail) as usize == k {
         avail
+    } else if k == 1 {
+        least_connected(topo, avail)
     } else {
-        let (adj, witness) = if k == 1 {
-            (topo.complete(), None)
-        } else {
-            let (ti, witness, ok) = best_threshold(topo, &mut s, k, avail, req);
-            proven &= ok;
-            (topo.adjacency(ti), Some(witness))
-        };
+        let (ti, witness, open) = best_threshold(topo, &mut s, k, avail, req);
         s.exhausted = false;
-        let found = BranchAndBound::new(topo, adj, avail).run(&mut s, k, req, witness);
-        proven &= !s.exhausted;
-        match (found, witness) {
-            (Some(m), _) => m,
-            (None, Some(w)) => w,
-            (None, None) => lowest(avail & !req, k - bitset::len(req) as usize) | req,
+        s.deadline = start.map(|t| t + allowed);
+        let mut bb = BranchAndBound::new(topo, topo.adjacency(ti), avail);
+        let found = bb.run(&mut s, k, req, Some(witness)).unwrap_or(witness);
+        let bound = bb.root_bound;
+        let total = topo.total(found);
+        if let Some(oi) = open {
+            proven = false;
+            let best = topo.thresholds()[oi];
+            let got = topo.weakest_pair(found).map_or(0, |w| w.2);
+            gap = f64::from(best.saturating_sub(got)) / f64::from(best.max(1));
+        } else if s.exhausted {
+            proven = false;
+            gap = bound.saturating_sub(total) as f64 / bound.max(1) as f64;
         }
+        found
     };
-    finish(topo, mask, avail, proven, s.nodes)
+    let mut out = finish(topo, mask, avail, proven, s.nodes);
+    out.gap = gap;
+    out
+}
+
+/// The single available GPU with the smallest cut to the others (then the smallest id).
+fn least_connected(topo: &Topology, avail: Mask) -> Mask {
+    let mut best: Option<(u64, usize)> = None;
+    for v in bitset::iter(avail) {
+        let cut = topo.cut(1 << v, avail & !(1 << v));
+        if best.is_none_or(|b| cut < b.0) {
+            best = Some((cut, v));
+        }
+    }
+    best.map_or(0, |b| 1 << b.1)
 }
 
 fn lowest(mut m: Mask, count: usize) -> Mask {
@@ -189,6 +255,7 @@ fn finish(topo: &Topology, mask: Mask, avail: Mask, optimal: bool, nodes: u64) -
         numa_keys: topo.numa_count(mask),
         cut: topo.cut(mask, avail & !mask),
         optimal,
+        gap: 0.0,
         bottleneck_pair: weakest.map(|(a, b, _)| (ids[a], ids[b])),
         bottleneck_path: weakest.map(|(a, b, _)| topo.path(a, b).label()),
         remaining: topo.ids_of(avail & !mask),
@@ -200,6 +267,7 @@ struct Search {
     budget: u64,
     nodes: u64,
     exhausted: bool,
+    deadline: Option<Instant>,
 }
 
 impl Search {
@@ -208,6 +276,12 @@ impl Search {
         self.nodes += 1;
         if self.nodes > self.budget {
             self.exhausted = true;
+        } else if self.nodes % 16 == 0 {
+            if let Some(d) = self.deadline {
+                if Instant::now() >= d {
+                    self.exhausted = true;
+                }
+            }
         }
         !self.exhausted
     }
@@ -256,14 +330,15 @@ impl Search {
     }
 }
 
-/// Phase 1: index of the best threshold, a witness set there, and whether it is proven.
+/// Phase 1: index of the best threshold, a witness set there, and, when a higher
+/// threshold was not ruled out (the search ran out), the highest such one.
 fn best_threshold(
     topo: &Topology,
     s: &mut Search,
     k: usize,
     avail: Mask,
     req: Mask,
-) -> (usize, Mask, bool) {
+) -> (usize, Mask, Option<usize>) {
     let th = topo.thresholds();
     let last = th.len() - 1;
     let m = (k - bitset::len(req) as usize) as u32;
@@ -272,7 +347,9 @@ fn best_threshold(
     let mut lo = th.partition_point(|&t| t > cap);
     let mut hi = last;
     let mut witness: Option<Mask> = None;
-    let mut proven = true;
+    // The highest threshold proven to hold no set; above it, every one is ruled out.
+    let mut refuted: Option<usize> = None;
+    let first = lo;
     let candidates = |ti: usize| {
         let adj = topo.adjacency(ti);
         let mut c = avail & !req;
@@ -289,8 +366,8 @@ fn best_threshold(
                 witness = Some(c | req);
             }
             None => {
-                if s.exhausted {
-                    proven = false;
+                if !s.exhausted {
+                    refuted = Some(mid);
                 }
                 lo = mid + 1;
             }
@@ -300,7 +377,8 @@ fn best_threshold(
         // Only reached with hi == last, where every pair qualifies.
         lowest(candidates(hi), m as usize) | req
     });
-    (hi, witness, proven)
+    let top = refuted.map_or(first, |r| r + 1);
+    (hi, witness, (top < hi).then_some(top))
 }
 
 #[cfg(test)]

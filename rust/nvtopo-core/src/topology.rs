@@ -34,6 +34,7 @@ pub struct Topology {
     thresholds: Vec<u32>,
     adj: Vec<Mask>,
     others: Vec<Mask>,
+    mates: Vec<Mask>,
 }
 
 impl Topology {
@@ -156,6 +157,27 @@ impl Topology {
         }
         let all = bitset::full(n);
         let others = (0..n).map(|a| all & !(1 << a)).collect();
+        // Interchangeable GPUs: the same NUMA key and the same score to every third GPU.
+        // The relation is an equivalence (scores inside a class are all equal), so each
+        // position's row is its class.
+        let mut mates = vec![0 as Mask; n];
+        for a in 0..n {
+            if mates[a] != 0 {
+                continue;
+            }
+            let mut class: Mask = 1 << a;
+            for b in a + 1..n {
+                if mates[b] == 0
+                    && numa[a] == numa[b]
+                    && (0..n).all(|x| x == a || x == b || scores[a * n + x] == scores[b * n + x])
+                {
+                    class |= 1 << b;
+                }
+            }
+            for p in bitset::iter(class) {
+                mates[p] = class;
+            }
+        }
         Ok(Topology {
             ids,
             scores,
@@ -167,6 +189,7 @@ impl Topology {
             thresholds,
             adj,
             others,
+            mates,
         })
     }
 
@@ -306,6 +329,13 @@ impl Topology {
     pub fn adjacency(&self, ti: usize) -> &[Mask] {
         let n = self.len();
         &self.adj[ti * n..(ti + 1) * n]
+    }
+
+    /// The GPUs interchangeable with `p` (itself included): same NUMA key, same score to
+    /// every other GPU. Swapping one for another changes no measure of a set.
+    #[inline]
+    pub fn mates(&self, p: usize) -> Mask {
+        self.mates[p]
     }
 
     /// Rows of the complete graph (every other GPU).
