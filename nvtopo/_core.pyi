@@ -1,24 +1,53 @@
 """Type stub of the Rust extension ``nvtopo._core`` (checked by ``mypy.stubtest``)."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import final
 
-__all__ = ["DEFAULT_BUDGET", "ClusterState", "Topology", "__version__"]
+from typing import Any
+
+__all__ = [
+    "DEFAULT_BUDGET",
+    "DEFAULT_DEADLINE",
+    "EXACT_GPUS",
+    "ClusterState",
+    "Selection",
+    "Topology",
+    "__version__",
+]
 
 __version__: str
 DEFAULT_BUDGET: int
+DEFAULT_DEADLINE: float
+EXACT_GPUS: int
 
-_SelectionTuple = tuple[
-    tuple[int, ...],
-    int,
-    int,
-    int,
-    int,
-    bool,
-    tuple[int, int] | None,
-    str | None,
-    tuple[int, ...],
-]
+@final
+class Selection:
+    """The GPU set Contract 1 picked, with the measures it was compared by."""
+
+    @property
+    def gpus(self) -> tuple[int, ...]: ...
+    @property
+    def bottleneck(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def numa_keys(self) -> int: ...
+    @property
+    def cut(self) -> int: ...
+    @property
+    def optimal(self) -> bool: ...
+    @property
+    def gap(self) -> float: ...
+    @property
+    def bottleneck_pair(self) -> tuple[int, int] | None: ...
+    @property
+    def bottleneck_path(self) -> str | None: ...
+    @property
+    def remaining(self) -> tuple[int, ...]: ...
+    def explain(self) -> str: ...
+    def to_json(self) -> dict[str, Any]: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
 _PlacementTuple = tuple[list[tuple[str, list[int]]], list[str], bool]
 
 @final
@@ -37,10 +66,12 @@ class Topology:
     def select(
         self,
         k: int,
-        available: Sequence[int] | None,
-        required: Sequence[int],
-        budget: int | None,
-    ) -> _SelectionTuple: ...
+        available: Iterable[int] | None = None,
+        required: Iterable[int] | None = None,
+        budget: int | None = None,
+        deadline: float | None = None,
+    ) -> Selection: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
     def partition(self, k: int) -> list[list[int]]: ...
 
 @final

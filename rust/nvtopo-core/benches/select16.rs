@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use nvtopo_core::random::{random_free, random_node, Rng};
-use nvtopo_core::select::{select_mask, DEFAULT_BUDGET};
+use nvtopo_core::select::{select_mask, DEFAULT_BUDGET, DEFAULT_DEADLINE};
 
 const REPS: usize = 3;
 
@@ -86,6 +86,7 @@ fn main() {
         );
         rows.push(row);
     }
+    let large = past_sixteen();
     if let Ok(path) = std::env::var("NVTOPO_BENCH_JSON") {
         let per_k: Vec<String> = rows
             .iter()
@@ -98,10 +99,63 @@ fn main() {
             .collect();
         let json = format!(
             "{{\"nodes\": {nodes}, \"cases\": {}, \"worst_ns\": {worst:.0}, \"p99_ns\": {p99:.0}, \
-             \"median_ns\": {med:.0}, \"unproven\": {unproven}, \"per_k\": [{}]}}\n",
+             \"median_ns\": {med:.0}, \"unproven\": {unproven}, \"per_k\": [{}], \
+             \"large\": [{}]}}\n",
             all.len(),
-            per_k.join(", ")
+            per_k.join(", "),
+            large.join(", ")
         );
         std::fs::write(path, json).expect("write the JSON figures");
     }
+}
+
+/// Nodes of 24, 48 and 72 GPUs (10 random ones each), k at 2, n/4, n/2, 3n/4 and n − 2,
+/// all free, with the default deadline: the slowest call, how often the optimum was
+/// proven, and the gaps. Exits non-zero when a call ran past the deadline + 1 ms.
+fn past_sixteen() -> Vec<String> {
+    let limit = DEFAULT_DEADLINE.as_secs_f64() * 1e3 + 1.0;
+    let mut rows = Vec::new();
+    let mut over = false;
+    for n in [24usize, 48, 72] {
+        let (mut slowest, mut proven, mut calls) = (0.0f64, 0, 0);
+        let mut gaps: Vec<f64> = Vec::new();
+        for seed in 0..10 {
+            let mut rng = Rng::new(1000 + seed);
+            let t = random_node(&mut rng, n);
+            for k in [2, n / 4, n / 2, 3 * n / 4, n - 2] {
+                let start = Instant::now();
+                let s = black_box(select_mask(&t, k, t.all(), 0, DEFAULT_BUDGET));
+                let ms = start.elapsed().as_secs_f64() * 1e3;
+                slowest = slowest.max(ms);
+                if ms > limit {
+                    eprintln!("  over: {n} GPUs, node {seed}, k {k}: {ms:.2} ms, {} search nodes", s.nodes);
+                }
+                calls += 1;
+                if s.optimal {
+                    proven += 1;
+                } else {
+                    gaps.push(s.gap);
+                }
+            }
+        }
+        gaps.sort_by(|a, b| a.total_cmp(b));
+        let med_gap = if gaps.is_empty() { 0.0 } else { gaps[gaps.len() / 2] };
+        let max_gap = gaps.last().copied().unwrap_or(0.0);
+        println!(
+            "select/random{n}: {calls} calls, slowest {slowest:.2} ms (limit {limit:.0} ms), \
+             proven optimal {proven}/{calls}, gap when not: median {:.2}%, max {:.2}%",
+            100.0 * med_gap,
+            100.0 * max_gap
+        );
+        over |= slowest > limit;
+        rows.push(format!(
+            "{{\"gpus\": {n}, \"calls\": {calls}, \"slowest_ms\": {slowest:.3}, \
+             \"proven\": {proven}, \"median_gap\": {med_gap:.5}, \"max_gap\": {max_gap:.5}}}"
+        ));
+    }
+    if over {
+        eprintln!("a search past 16 GPUs ran longer than the deadline + 1 ms");
+        std::process::exit(1);
+    }
+    rows
 }

@@ -276,14 +276,22 @@ impl Search {
         self.nodes += 1;
         if self.nodes > self.budget {
             self.exhausted = true;
-        } else if self.nodes % 16 == 0 {
-            if let Some(d) = self.deadline {
-                if Instant::now() >= d {
-                    self.exhausted = true;
-                }
-            }
+        } else {
+            self.check_time();
         }
         !self.exhausted
+    }
+
+    /// Marks the search exhausted once past its deadline (only set past 16 GPUs, where a
+    /// search node costs far more than reading the clock). True when exhausted.
+    #[inline]
+    fn check_time(&mut self) -> bool {
+        if let Some(d) = self.deadline {
+            if !self.exhausted && Instant::now() >= d {
+                self.exhausted = true;
+            }
+        }
+        self.exhausted
     }
 
     /// An `m`-clique of `adj` inside `cand` (the lexicographically first), if one exists.

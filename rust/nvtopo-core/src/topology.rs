@@ -25,6 +25,7 @@ pub struct PairSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     ids: Vec<i64>,
+    generations: Vec<u8>,
     scores: Vec<u32>,
     paths: Vec<PairPath>,
     numa: Vec<usize>,
@@ -180,6 +181,7 @@ impl Topology {
         }
         Ok(Topology {
             ids,
+            generations: generations.to_vec(),
             scores,
             paths,
             numa,
@@ -228,6 +230,11 @@ impl Topology {
     /// GPU ids by position.
     pub fn ids(&self) -> &[i64] {
         &self.ids
+    }
+
+    /// NVLink generation of each GPU (0 = unknown), by position.
+    pub fn generations(&self) -> &[u8] {
+        &self.generations
     }
 
     /// The mask of every GPU.

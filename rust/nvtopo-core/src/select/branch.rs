@@ -106,10 +106,8 @@ impl<'t> BranchAndBound<'t> {
                 cut: degsum - 2 * total,
             }
         };
-        let seeds = [
-            seed,
-            self.greedy(req, p, r).map(|g| self.improve(req, p, g)),
-        ];
+        let greedy = self.greedy(req, p, r);
+        let seeds = [seed, greedy.map(|g| self.improve(s, req, p, g))];
         self.seed =
             seeds
                 .into_iter()
@@ -146,9 +144,12 @@ impl<'t> BranchAndBound<'t> {
 
     /// Better a set by swaps: one GPU out, one candidate in (keeping every pair in the
     /// graph), the swap that adds the most total first, until none adds any.
-    fn improve(&self, req: Mask, p: Mask, mut set: Mask) -> Mask {
+    fn improve(&self, s: &mut Search, req: Mask, p: Mask, mut set: Mask) -> Mask {
         let topo = self.topo;
         for _ in 0..MAX_GPUS {
+            if s.check_time() {
+                break;
+            }
             let mut to: [u64; MAX_GPUS] = [0; MAX_GPUS];
             for w in bitset::iter(p) {
                 to[w] = bitset::iter(set & !(1 << w))
@@ -209,6 +210,9 @@ impl<'t> BranchAndBound<'t> {
         let mut dr_ready = false;
         let mut dr_set: Mask = 0;
         while bitset::len(rest) >= r {
+            if s.check_time() {
+                return;
+            }
             if self.best.is_some() || self.seed.is_some() {
                 if count == 0 {
                     let j = (r - 1) as usize;
