@@ -128,7 +128,10 @@ fn past_sixteen() -> Vec<String> {
                 let ms = start.elapsed().as_secs_f64() * 1e3;
                 slowest = slowest.max(ms);
                 if ms > limit {
-                    eprintln!("  over: {n} GPUs, node {seed}, k {k}: {ms:.2} ms, {} search nodes", s.nodes);
+                    eprintln!(
+                        "  over: {n} GPUs, node {seed}, k {k}: {ms:.2} ms, {} search nodes",
+                        s.nodes
+                    );
                 }
                 calls += 1;
                 if s.optimal {
@@ -139,7 +142,11 @@ fn past_sixteen() -> Vec<String> {
             }
         }
         gaps.sort_by(|a, b| a.total_cmp(b));
-        let med_gap = if gaps.is_empty() { 0.0 } else { gaps[gaps.len() / 2] };
+        let med_gap = if gaps.is_empty() {
+            0.0
+        } else {
+            gaps[gaps.len() / 2]
+        };
         let max_gap = gaps.last().copied().unwrap_or(0.0);
         println!(
             "select/random{n}: {calls} calls, slowest {slowest:.2} ms (limit {limit:.0} ms), \

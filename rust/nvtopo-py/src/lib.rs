@@ -104,7 +104,19 @@ impl PySelection {
         })
     }
 
-    fn key(&self) -> (&[i64], u32, u64, u32, u64, bool, u64, Option<(i64, i64)>, &[i64]) {
+    fn key(
+        &self,
+    ) -> (
+        &[i64],
+        u32,
+        u64,
+        u32,
+        u64,
+        bool,
+        u64,
+        Option<(i64, i64)>,
+        &[i64],
+    ) {
         (
             &self.ids,
             self.bottleneck,
@@ -169,7 +181,10 @@ impl PySelection {
         let d = PyDict::new(py);
         d.set_item("gpus", PyList::new(py, &self.ids)?)?;
         d.set_item("bottleneck", self.bottleneck)?;
-        d.set_item("bottleneckPair", self.bottleneck_pair.map(|(a, b)| vec![a, b]))?;
+        d.set_item(
+            "bottleneckPair",
+            self.bottleneck_pair.map(|(a, b)| vec![a, b]),
+        )?;
         d.set_item("bottleneckPath", &self.bottleneck_path)?;
         d.set_item("total", self.total)?;
         d.set_item("numaKeys", self.numa_keys)?;
@@ -313,9 +328,8 @@ impl Topology {
             None => Vec::new(),
         };
         let topo = &self.inner;
-        let run = || {
-            select::select_deadline(topo, k, available.as_deref(), &required, budget, deadline)
-        };
+        let run =
+            || select::select_deadline(topo, k, available.as_deref(), &required, budget, deadline);
         let s = if topo.len() <= HOLD_GIL_GPUS {
             run()
         } else {
@@ -326,7 +340,9 @@ impl Topology {
     }
 
     /// Rebuilt from its ids, generations, pairs and NUMA keys when pickled or copied.
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
         let py = slf.py();
         let t = &slf.get().inner;
         let n = t.len();
