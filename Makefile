@@ -46,7 +46,7 @@ k8s-env: $(VENV)/.deps ## build the pinned kube-apiserver + etcd for tests/k8s (
 	else $(PY) scripts/k8s-test-env build; fi
 
 test-python: build k8s-env ## pytest (gpu tests skip without NVML; NVTOPO_K8S=skip leaves out tests/k8s)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	NVTOPO_HYPOTHESIS=$${NVTOPO_HYPOTHESIS:-ci} $(PY) -m pytest -q $(PYTEST_ARGS)
 
 test: build test-rust test-python ## build and run every test
 	$(PY) -m mypy.stubtest nvtopo._core --allowlist tests/stubtest-allowlist.txt
