@@ -22,14 +22,21 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "benches":
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benches import bench_place, bench_publish, bench_select, bench_slices, trace  # noqa: E402
+from benches import (  # noqa: E402
+    bench_core,
+    bench_place,
+    bench_publish,
+    bench_select,
+    bench_slices,
+    trace,
+)
 from benches._common import Section, Table, Target, fmt_ns, fmt_ratio, machine  # noqa: E402
 from benches._criterion import CriterionResult, run_criterion  # noqa: E402
 
 __all__ = ["main"]
 
 RESULTS = ROOT / "benches" / "RESULTS.md"
-PARTS = ("criterion", "select", "place", "trace", "slices", "publish")
+PARTS = ("criterion", "core", "select", "place", "trace", "slices", "publish")
 
 #: DESIGN.md targets, listed as not measured when no part of this run judged them.
 UNJUDGED = (
@@ -226,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                 results, status = run_criterion()
                 criterion_results = results
                 section = criterion_section(results, status)
+            elif part == "core":
+                section = bench_core.run(bench_core.QUICK if args.quick else bench_core.FULL)
             elif part == "select":
                 section = bench_select.run(bench_select.QUICK if args.quick else bench_select.FULL)
             elif part == "place":
