@@ -10,8 +10,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use nvtopo_core::bitset::{self, Mask};
 use nvtopo_core::random::{random_free, random_node, Rng};
 use nvtopo_core::select::{select_mask, DEFAULT_BUDGET, DEFAULT_DEADLINE};
+use nvtopo_core::topology::Topology;
 
 const REPS: usize = 3;
 
@@ -27,7 +29,7 @@ fn main() {
         .unwrap_or(200);
     let n = 16;
     let mut all = Vec::new();
-    let mut per_k: Vec<Vec<f64>> = vec![Vec::new(); n + 1];
+    let mut per_k: Vec<Vec<f64>> = vec![Vec::new(); n];
     let mut unproven = 0u32;
     let mut worst_case = (0.0f64, 0u64, 0usize, 0u128);
     let mut max_nodes = 0u64;
@@ -55,7 +57,7 @@ fn main() {
                     worst_case = (best, seed, k, avail);
                 }
                 all.push(best);
-                per_k[k].push(best);
+                per_k[k - 1].push(best);
             }
         }
     }
@@ -74,7 +76,8 @@ fn main() {
         worst_case.1, worst_case.2, worst_case.3
     );
     let mut rows = Vec::new();
-    for (k, v) in per_k.iter_mut().enumerate().skip(1) {
+    for (i, v) in per_k.iter_mut().enumerate() {
+        let k = i + 1;
         v.sort_by(|a, b| a.total_cmp(b));
         let row = (k, v[v.len() - 1], pct(v, 0.99), pct(v, 0.5));
         println!(
@@ -87,6 +90,7 @@ fn main() {
         rows.push(row);
     }
     let large = past_sixteen();
+    let brute = against_brute_force();
     if let Ok(path) = std::env::var("NVTOPO_BENCH_JSON") {
         let per_k: Vec<String> = rows
             .iter()
@@ -100,10 +104,11 @@ fn main() {
         let json = format!(
             "{{\"nodes\": {nodes}, \"cases\": {}, \"worst_ns\": {worst:.0}, \"p99_ns\": {p99:.0}, \
              \"median_ns\": {med:.0}, \"unproven\": {unproven}, \"per_k\": [{}], \
-             \"large\": [{}]}}\n",
+             \"large\": [{}], \"brute\": [{}]}}\n",
             all.len(),
             per_k.join(", "),
-            large.join(", ")
+            large.join(", "),
+            brute.join(", ")
         );
         std::fs::write(path, json).expect("write the JSON figures");
     }
@@ -157,6 +162,60 @@ fn past_sixteen() -> Vec<String> {
         rows.push(format!(
             "{{\"gpus\": {n}, \"calls\": {calls}, \"slowest_ms\": {slowest:.3}, \
              \"proven\": {proven}, \"median_gap\": {med_gap:.5}, \"max_gap\": {max_gap:.5}}}"
+        ));
+    }
+    rows
+}
+
+/// Exhaustive Contract 1 (every k-subset, compared by every rule), the baseline the search
+/// is measured against in the same run.
+fn brute(t: &Topology, k: usize, avail: Mask) -> Mask {
+    let mut best: Option<(u32, u64, u32, u64, Mask)> = None;
+    for m in 0..(1u128 << t.len()) {
+        if bitset::len(m) as usize != k || m & !avail != 0 {
+            continue;
+        }
+        let bn = t.weakest_pair(m).map_or(0, |w| w.2);
+        let key = (
+            u32::MAX - bn,
+            u64::MAX - t.total(m),
+            t.numa_count(m),
+            t.cut(m, avail & !m),
+            m.reverse_bits(),
+        );
+        if best.is_none_or(|b| key < b) {
+            best = Some(key);
+        }
+    }
+    best.map_or(0, |b| b.4.reverse_bits())
+}
+
+/// The search against exhaustive search on one random 16-GPU node, all free, every k.
+fn against_brute_force() -> Vec<String> {
+    let t = random_node(&mut Rng::new(7), 16);
+    let mut rows = Vec::new();
+    for k in 1..=16 {
+        let time = |f: &dyn Fn() -> Mask, reps: usize| {
+            let mut best = f64::MAX;
+            let mut got = 0;
+            for _ in 0..reps {
+                let start = Instant::now();
+                got = black_box(f());
+                best = best.min(start.elapsed().as_nanos() as f64);
+            }
+            (best, got)
+        };
+        let (fast, a) = time(&|| select_mask(&t, k, t.all(), 0, DEFAULT_BUDGET).mask, 5);
+        let (slow, b) = time(&|| brute(&t, k, t.all()), 2);
+        assert_eq!(a, b, "k {k}: the search and exhaustive search disagree");
+        println!(
+            "  brute force k={k:>2}: search {:>8.2} µs, exhaustive {:>9.1} µs, {:>8.0}×",
+            fast / 1e3,
+            slow / 1e3,
+            slow / fast
+        );
+        rows.push(format!(
+            "{{\"k\": {k}, \"select_ns\": {fast:.0}, \"brute_ns\": {slow:.0}}}"
         ));
     }
     rows

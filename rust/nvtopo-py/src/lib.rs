@@ -86,6 +86,19 @@ fn join(ids: &[i64]) -> String {
         .join(", ")
 }
 
+/// Everything a selection is compared and hashed by.
+type SelectionKey<'a> = (
+    &'a [i64],
+    u32,
+    u64,
+    u32,
+    u64,
+    bool,
+    u64,
+    Option<(i64, i64)>,
+    &'a [i64],
+);
+
 impl PySelection {
     fn build(py: Python<'_>, s: Selection) -> PyResult<Self> {
         Ok(PySelection {
@@ -104,19 +117,7 @@ impl PySelection {
         })
     }
 
-    fn key(
-        &self,
-    ) -> (
-        &[i64],
-        u32,
-        u64,
-        u32,
-        u64,
-        bool,
-        u64,
-        Option<(i64, i64)>,
-        &[i64],
-    ) {
+    fn key(&self) -> SelectionKey<'_> {
         (
             &self.ids,
             self.bottleneck,
@@ -315,7 +316,7 @@ impl Topology {
         let k: usize = k.extract()?;
         let deadline = match deadline {
             None => None,
-            Some(d) if d.is_finite() && d >= 0.0 && d <= 3600.0 => Some(Duration::from_secs_f64(d)),
+            Some(d) if (0.0..=3600.0).contains(&d) => Some(Duration::from_secs_f64(d)),
             Some(d) => {
                 return Err(exc::SelectionError::new_err(format!(
                     "deadline must be 0 to 3600 seconds, got {d}"
