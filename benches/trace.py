@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import nvtopo
-from benches._common import Section, Table
+from benches._common import Section, Table, Target
 from benches.baselines import (
     SimpleClusterState,
     SimplePlacement,
@@ -224,6 +224,18 @@ def run(cfg: TraceConfig = FULL) -> Section:
                 "Utilisation is the time average of GPUs in use over the whole cluster, "
                 "from the first arrival to the last.",
             ),
+        )
+    )
+    ours = results[0]
+    others = [r for r in results[1:] if r.placer != "random"]
+    section.targets.append(
+        Target(
+            f"fragmentation on a job trace ({cfg.cluster})",
+            "fewer jobs refused while capacity exists than first-fit, first-rack greedy and "
+            "KAI-style bin-packing",
+            f"nvtopo {ours.refused_with_room}; "
+            + ", ".join(f"{r.placer.split(' (')[0]} {r.refused_with_room}" for r in others),
+            all(ours.refused_with_room < r.refused_with_room for r in others),
         )
     )
     return section

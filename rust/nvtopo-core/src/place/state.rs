@@ -187,9 +187,6 @@ impl ClusterState {
         let n = &self.nodes[rank];
         let (v, g, elig) = (n.nfree, n.group, !n.in_cd);
         let grp = &mut self.groups[g];
-        if grp.clique && self.by_fill.remove(&(grp.free_total, g)) {
-            self.by_fill.insert((grp.free_total + v as u64, g));
-        }
         self.free_all += v as u64;
         grp.free_total += v as u64;
         grp.cnt_all[v] += 1;
@@ -209,9 +206,6 @@ impl ClusterState {
         let n = &self.nodes[rank];
         let (v, g, elig) = (n.nfree, n.group, !n.in_cd);
         let grp = &mut self.groups[g];
-        if grp.clique && self.by_fill.remove(&(grp.free_total, g)) {
-            self.by_fill.insert((grp.free_total - v as u64, g));
-        }
         self.free_all -= v as u64;
         grp.free_total -= v as u64;
         grp.cnt_all[v] -= 1;
@@ -226,12 +220,19 @@ impl ClusterState {
     }
 
     fn update(&mut self, rank: usize, free: Mask, in_cd: bool) {
+        let g = self.nodes[rank].group;
+        let before = self.groups[g].free_total;
         self.remove_aggregates(rank);
         let n = &mut self.nodes[rank];
         n.free = free;
         n.nfree = bitset::len(free) as usize;
         n.in_cd = in_cd;
         self.add_aggregates(rank);
+        let after = self.groups[g].free_total;
+        if self.groups[g].clique && after != before {
+            self.by_fill.remove(&(before, g));
+            self.by_fill.insert((after, g));
+        }
     }
 
     fn rank(&self, name: &str) -> Result<usize> {
