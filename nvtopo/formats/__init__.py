@@ -1,0 +1,1 @@
+"""Formats: readers and writers of the files and command outputs nvtopo understands."""
