@@ -121,7 +121,7 @@ def test_a_job_wider_than_a_rack_names_each_crossing_group() -> None:
     # 72 ranks in one rack, 24 in the next: the ep group of ranks 64-95 crosses
     assert plan.crossings
     assert all(c.startswith("ep group") for c in plan.crossings)
-    assert "spans nodes" in plan.crossings[0]
+    assert " nodes (" in plan.crossings[0] and " across " in plan.crossings[0]
     env = node_env(plan, plan.nodes[0])
     assert "NCCL_MNNVL_ENABLE" not in env and "NCCL_CUMEM_ENABLE" not in env
     sizes = {node_env(plan, n)["NVLINK_DOMAIN_SIZE"] for n in plan.nodes}
@@ -273,9 +273,10 @@ def test_cli_strict_exits_one_naming_the_group(capsys: pytest.CaptureFixture[str
     assert main(args) == 0
     assert "nvtopo: warning: ep group" in capsys.readouterr().err
     assert main([*args, "--strict"]) == 1
-    err = capsys.readouterr().err
-    assert err.splitlines()[-1].startswith("nvtopo: error: ep group")
-    assert err.rstrip().endswith("(--strict)")
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("nvtopo: error: ep group 0 (ranks 0..28 step 4) spans 8 nodes (")
+    assert all(line.startswith("nvtopo: error: ep group") for line in err[:-1])
+    assert err[-1] == f"nvtopo: error: {len(err) - 1} groups cross NVLink domains (--strict)"
 
 
 def test_cli_env_and_hostfile(capsys: pytest.CaptureFixture[str]) -> None:

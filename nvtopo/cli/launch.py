@@ -163,9 +163,12 @@ def _make_plan(
         master_port=master_port,
     )
     if plan.crossings and strict:
-        for line in plan.crossings[1:]:
+        for line in plan.crossings:
             click.echo(f"nvtopo: error: {line}", err=True)
-        raise _GroupsCross(f"{plan.crossings[0]} (--strict)")
+        count = len(plan.crossings)
+        raise _GroupsCross(
+            f"{count} group{'s' if count != 1 else ''} cross NVLink domains (--strict)"
+        )
     for line in plan.crossings:
         click.echo(f"nvtopo: warning: {line}", err=True)
     return plan

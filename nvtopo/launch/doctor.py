@@ -140,18 +140,18 @@ def _fix(reason: str) -> str:
 def _affinity(topology: NodeTopology, gpu: Gpu, nics: dict[int, str | None]) -> str:
     parts = []
     numa = gpu.numa_affinity or ((gpu.numa_node,) if gpu.numa_node is not None else ())
-    parts.append("NUMA " + (compress_cpulist(numa) if numa else "unknown"))
-    parts.append(f"CPUs {gpu.cpu_affinity or 'unknown'}")
+    if numa:
+        parts.append("NUMA " + compress_cpulist(numa))
+    if gpu.cpu_affinity:
+        parts.append(f"CPUs {gpu.cpu_affinity}")
     nic = nics.get(gpu.index)
     if nic is not None:
         position = topology.gpu_indices.index(gpu.index)
         path = next(n.gpu_paths[position] for n in topology.nics if (n.device or n.name) == nic)
         parts.append(f"NIC {nic} ({path})")
-    else:
-        parts.append("no NIC known")
     if gpu.fabric is not None:
         parts.append(f"fabric health mask 0x{gpu.fabric.health_mask:x}")
-    return f"GPU {gpu.index}: " + ", ".join(parts)
+    return f"GPU {gpu.index}: " + (", ".join(parts) or "no locality or fabric facts")
 
 
 def doctor(

@@ -233,10 +233,11 @@ def _crossings(
             cliques = {owner[r].clique for r in group}
             if len(cliques) == 1 and None not in cliques:
                 continue
-            where = ", ".join(sorted({c or "no clique" for c in cliques}))
-            shown = ", ".join(nodes[:4]) + (f" and {len(nodes) - 4} more" if len(nodes) > 4 else "")
+            where = ", ".join(sorted(c or "no clique" for c in cliques))
+            span = f"{nodes[0]} to {nodes[-1]}" if len(nodes) > 2 else " and ".join(nodes)
             found.append(
-                f"{axis} group {index} (ranks {_ranks_text(group)}) spans nodes {shown} ({where})"
+                f"{axis} group {index} (ranks {_ranks_text(group)}) spans {len(nodes)} nodes "
+                f"({span}) across {where}"
             )
     return tuple(found)
 
