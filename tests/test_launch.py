@@ -523,3 +523,13 @@ def test_docstring_examples_run(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_compute_domain_plan_is_a_placement_too() -> None:
+    from nvtopo.compute_domain import plan
+
+    job = plan(RACKS, name="train", gpus=16, nodes=4)
+    assert plan_launch(RACKS, job) == plan_launch(RACKS, job.placement)
+    assert placement_from_json(job.to_json()) == job.placement
+    with pytest.raises(SelectionError, match="expected a Placement, got dict"):
+        plan_launch(RACKS, {"nodes": []})  # type: ignore[arg-type]

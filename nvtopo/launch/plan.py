@@ -267,8 +267,8 @@ def plan_launch(
     cluster
         The cluster the placement was made on (its nodes' topologies, cliques and health).
     placement
-        Nodes and GPUs of the job (:func:`nvtopo.place`, or read back with
-        :func:`placement_from_json`).
+        Nodes and GPUs of the job (:func:`nvtopo.place`, a ComputeDomain plan, or read back
+        with :func:`placement_from_json`).
     tp, cp, ep, pp
         Group sizes; data parallel takes the rest of the ranks.
     master_addr, master_port
@@ -283,6 +283,11 @@ def plan_launch(
     >>> p.world_size, len(p.cliques), p.crossings
     (64, 1, ())
     """
+    inner = getattr(placement, "placement", None)
+    if not isinstance(placement, Placement) and isinstance(inner, Placement):
+        placement = inner  # a ComputeDomain plan: its placement
+    if not isinstance(placement, Placement):
+        raise SelectionError(f"expected a Placement, got {type(placement).__name__}")
     if not placement.nodes:
         raise SelectionError("the placement has no nodes")
     names = [n.name for n in placement.nodes]
