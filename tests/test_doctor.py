@@ -205,3 +205,23 @@ def test_doctor_on_this_machines_gpus(capsys: pytest.CaptureFixture[str], tmp_pa
     assert lines[-1].startswith("verdict: ")
     assert sum(line.startswith("info: GPU ") for line in lines) == len(topo.gpus)
     print("\n".join(lines))
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "first"),
+    [
+        ("completed", 0, "warning: no IMEX channel devices"),
+        ("in-progress", 1, "error: GPU 2: fabric state In Progress -> "),
+        ("insufficient-resources", 1, "error: GPU 1: fabric status Insufficient Resources -> "),
+        ("zero-cluster-uuid", 1, "error: GPUs 0-3: fabric cluster UUID is all zeros -> "),
+        ("unhealthy", 1, "error: GPU 3: fabric health Unhealthy -> "),
+        ("links-down", 1, "error: GPU 0: NVLinks 4, 5 down -> "),
+    ],
+)
+def test_nvtopo_json_cases(
+    case: str, code: int, first: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = Path(__file__).parent / "data" / "imex" / f"gb200-tray-{case}.json"
+    got, lines, _ = _run(["--source", f"file:{source}", "--channels-dir", str(tmp_path)], capsys)
+    assert got == code and lines[0].startswith(first)
+    assert lines[-1].startswith("verdict: gb200-tray-07 ca")

@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 import nvtopo
 from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.launch import plan_launch, plan_to_json
+from nvtopo.model import NodeTopology
 from nvtopo.place import PlacedNode, Placement
+
+from .strategies import topologies
 
 KINDS = [nvtopo.system(name) for name in ("gb200-tray", "dgx-h100", "dgx1-v100", "pcie-8x-l40s")]
 CLIQUES = [f"{uuid.UUID(int=k + 1)}.{k + 1}" for k in range(4)]
@@ -102,3 +105,22 @@ def test_groups_stay_in_a_clique_whenever_the_sizes_allow(
     # and the check can fail: one tp group over every rank crosses as soon as two domains hold ranks
     whole = plan_launch(cluster, placement, tp=plan.world_size)
     assert bool(whole.crossings) == (len(domains) > 1)
+
+
+@settings(max_examples=100)
+@given(topologies(max_gpus=7), st.data())
+def test_ring_has_the_best_weakest_link(topo: NodeTopology, data: st.DataObject) -> None:
+    from itertools import permutations
+
+    from nvtopo.launch.ring import ring_order, ring_score
+    from nvtopo.select import core_topology
+
+    gpus = data.draw(st.lists(st.sampled_from(topo.gpu_indices), min_size=1, unique=True))
+    ring = ring_order(topo, gpus)
+    assert sorted(ring) == sorted(gpus)
+    score = core_topology(topo).score
+    best = max(
+        (ring_score(p, score) for p in permutations(sorted(gpus))),
+        default=(0, 0),
+    )
+    assert ring_score(ring, score) == best

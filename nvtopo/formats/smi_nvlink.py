@@ -58,17 +58,13 @@ class GpuLinks:
 
 def looks_like_nvlink(text: str) -> NvlinkCommand | None:
     """Which ``nvidia-smi nvlink`` output ``text`` is, when it is one."""
-    gpu = link = remote = False
-    for line in text.splitlines():
-        if _GPU.match(line):
-            gpu = True
-        m = _LINK.match(line)
-        if m is not None:
-            link = True
-            remote = remote or m.group(2).startswith("Remote Device")
-    if not gpu:
+    lines = text.splitlines()
+    if not any(_GPU.match(line) for line in lines):
         return None
-    return "remote" if remote else "status" if link or gpu else None
+    remote = any(
+        m is not None and m.group(2).startswith("Remote Device") for m in map(_LINK.match, lines)
+    )
+    return "remote" if remote else "status"
 
 
 def parse_nvlink(
