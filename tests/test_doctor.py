@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import nvtopo
-import nvtopo.sources.nvml as nvml_source
+import nvtopo.discovery.nvml as nvml_source
 from nvtopo.cli import main
 from nvtopo.imex import check
 from nvtopo.launch.doctor import doctor

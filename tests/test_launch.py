@@ -13,7 +13,6 @@ import pytest
 
 import nvtopo
 from nvtopo.cli import main
-from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.exceptions import NvtopoError, SelectionError
 from nvtopo.launch import (
     deepspeed_hostfile,
@@ -30,7 +29,7 @@ from nvtopo.launch import (
 )
 from nvtopo.launch.groups import ParallelSizes
 from nvtopo.launch.outputs import hostlist
-from nvtopo.model import Gpu, GpuPair, NodeTopology
+from nvtopo.model import Cluster, ClusterNode, Gpu, GpuPair, NodeTopology
 from nvtopo.place import PlacedNode, Placement
 
 RACKS = nvtopo.cluster("gb200-nvl72x4")

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.launch import openmpi_hostfile, openmpi_rankfile, plan_launch
-from nvtopo.model import Gpu, GpuPair, NodeTopology
+from nvtopo.model import Cluster, ClusterNode, Gpu, GpuPair, NodeTopology
 from nvtopo.place import PlacedNode, Placement
 
 HOSTS = ("nvtopo-mpi-a", "nvtopo-mpi-b")

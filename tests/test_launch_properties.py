@@ -10,9 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nvtopo
-from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.launch import plan_launch, plan_to_json
-from nvtopo.model import NodeTopology
+from nvtopo.model import Cluster, ClusterNode, NodeTopology
 from nvtopo.place import PlacedNode, Placement
 
 from .strategies import topologies

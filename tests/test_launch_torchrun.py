@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 import nvtopo
-from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.launch import node_env, plan_launch, torchrun_args
+from nvtopo.model import Cluster, ClusterNode
 from nvtopo.place import PlacedNode, Placement
 
 TORCH_VENV = Path(

@@ -12,9 +12,8 @@ import click
 
 from nvtopo.cli.output import emit, format_option
 from nvtopo.cli.sources import SOURCE_HELP, load_source, read_text
-from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
-from nvtopo.model import NodeTopology
+from nvtopo.model import Cluster, NodeTopology
 
 __all__ = ["doctor"]
 

@@ -18,8 +18,8 @@ import click
 
 from nvtopo.cli.output import console, emit, format_option
 from nvtopo.cli.sources import load_source, read_text, source_option
-from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.exceptions import NvtopoError
+from nvtopo.model import Cluster, ClusterNode
 
 __all__ = ["launch"]
 

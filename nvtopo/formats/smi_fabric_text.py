@@ -17,7 +17,7 @@
                 ...
 
 The fields mean what the ``<fabric>`` element of ``nvidia-smi -q -x`` means, so both are
-read by the same field reader (:func:`nvtopo.sources._smi_fabric.read_fabric`): a label is
+read by the same field reader (:func:`nvtopo.formats._smi_fabric.read_fabric`): a label is
 matched to the XML element by lower-casing it and dropping spaces and underscores
 (``Route Recovery in progress`` = ``route_recovery_in_progress``). The result is a
 :class:`~nvtopo.model.NodeTopology` whose GPUs carry their identity and fabric record but no
@@ -29,8 +29,8 @@ from __future__ import annotations
 import re
 
 from nvtopo.exceptions import ParseError
+from nvtopo.formats._smi_fabric import read_fabric
 from nvtopo.model import Fabric, Gpu, NodeTopology
-from nvtopo.sources._smi_fabric import read_fabric
 
 __all__ = ["looks_like_smi_query", "parse_smi_fabric_text"]
 

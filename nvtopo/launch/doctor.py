@@ -15,15 +15,15 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from nvtopo.exceptions import ParseError
+from nvtopo.formats._cpulist import compress_cpulist
 from nvtopo.formats.smi_fabric_text import looks_like_smi_query, parse_smi_fabric_text
 from nvtopo.formats.smi_nvlink import GpuLinks, looks_like_nvlink, merge_links, parse_nvlink
 
 # The verdict is imex check's, which applies the one clique/health rule
-# (nvtopo.imex.health.fabric_problems today; nvtopo.model.health once the layers land).
+# (nvtopo.model.health.fabric_problems).
 from nvtopo.imex.check import CHANNELS_DIR, ImexCheck, check
 from nvtopo.launch.plan import nearest_nics
 from nvtopo.model import Gpu, NodeTopology
-from nvtopo.sources._cpulist import compress_cpulist
 
 __all__ = ["DoctorReport", "Finding", "Level", "doctor", "topology_from_captures"]
 

@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.exceptions import SelectionError, TopologyError
+from nvtopo.formats._cpulist import compress_cpulist, expand_cpulist, is_cpulist
 from nvtopo.launch.groups import AXES, CHECKED_AXES, Axis, ParallelSizes, parallel_groups
 from nvtopo.launch.ring import ring_order
-from nvtopo.model import PCIE_CLASSES, NodeTopology
+from nvtopo.model import PCIE_CLASSES, Cluster, ClusterNode, NodeTopology
 from nvtopo.place import PlacedNode, Placement
-from nvtopo.sources._cpulist import compress_cpulist, expand_cpulist, is_cpulist
 
 __all__ = [
     "DEFAULT_PORT",
