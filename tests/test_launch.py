@@ -532,3 +532,19 @@ def test_a_compute_domain_plan_is_a_placement_too() -> None:
     assert placement_from_json(job.to_json()) == job.placement
     with pytest.raises(SelectionError, match="expected a Placement, got dict"):
         plan_launch(RACKS, {"nodes": []})  # type: ignore[arg-type]
+
+
+def test_cpu_shares_keep_a_cores_threads_together() -> None:
+    h100 = nvtopo.system("dgx-h100")
+    cluster = Cluster((ClusterNode("h100", h100),))
+    plan = plan_launch(cluster, Placement((PlacedNode("h100", tuple(range(8))),), (), False))
+    assert [r.cpus for r in plan.ranks] == [
+        "0-13,112-125",
+        "14-27,126-139",
+        "28-41,140-153",
+        "42-55,154-167",
+        "56-69,168-181",
+        "70-83,182-195",
+        "84-97,196-209",
+        "98-111,210-223",
+    ]

@@ -196,6 +196,32 @@ def nearest_nics(topology: NodeTopology, gpus: Sequence[int]) -> dict[int, str |
     return out
 
 
+def _runs(cpus: Sequence[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for c in cpus:
+        if runs and runs[-1][-1] + 1 == c:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    return runs
+
+
+def _split(cpus: Sequence[int], parts: int) -> list[list[int]]:
+    """``cpus`` in ``parts`` even shares. Each contiguous run is cut alike, so a share of
+    ``0-55,112-167`` keeps the hardware threads that Linux numbers 112 apart (the two
+    threads of one core) together: ``0-13,112-125``."""
+    runs = _runs(cpus)
+    if all(len(run) >= parts for run in runs):
+        shares: list[list[int]] = [[] for _ in range(parts)]
+        for run in runs:
+            step = len(run) // parts
+            for i in range(parts):
+                shares[i].extend(run[i * step : (i + 1) * step])
+        return shares
+    step = max(1, len(cpus) // parts)
+    return [list(cpus[i * step : (i + 1) * step]) or list(cpus[-1:]) for i in range(parts)]
+
+
 def _cpu_shares(topology: NodeTopology, ring: Sequence[int]) -> dict[int, str | None]:
     """Each GPU's share of the CPUs near it, split evenly among the ranks sharing them."""
     by_affinity: dict[str, list[int]] = {}
@@ -207,10 +233,7 @@ def _cpu_shares(topology: NodeTopology, ring: Sequence[int]) -> dict[int, str | 
         else:
             shares[g] = None
     for text, gpus in by_affinity.items():
-        cpus = expand_cpulist(text)
-        step = max(1, len(cpus) // len(gpus))
-        for i, g in enumerate(gpus):
-            part = cpus[i * step : (i + 1) * step] or cpus[-1:]
+        for g, part in zip(gpus, _split(expand_cpulist(text), len(gpus)), strict=True):
             shares[g] = compress_cpulist(part)
     return shares
 
