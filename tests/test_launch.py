@@ -514,6 +514,7 @@ def test_compute_domain_plan_json_carries_the_same_objects(
         "nvtopo.launch.doctor",
         "nvtopo.formats.smi_fabric_text",
         "nvtopo.formats.smi_nvlink",
+        "nvtopo.formats.captures",
     ],
 )
 def test_docstring_examples_run(module: str) -> None:

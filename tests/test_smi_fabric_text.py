@@ -134,3 +134,44 @@ def test_bad_fabric_value_names_the_line() -> None:
         ParseError, match=r"^<text>:\d+: GPU 0: fabric <health/bandwidth> is 'Fast'"
     ):
         parse_smi_fabric_text(text)
+
+
+@pytest.mark.parametrize(
+    ("source", "capture", "message"),
+    [
+        (
+            "smi-xml",
+            "gb200-tray-smi-q-completed.txt",
+            "this is `nvidia-smi -q` output; this source needs `nvidia-smi -q -x` output; "
+            "`nvtopo doctor --capture` reads it",
+        ),
+        (
+            "smi-topo",
+            "gb200-tray-nvlink-s.txt",
+            "this is `nvidia-smi nvlink -s` output; this source needs `nvidia-smi topo -m` "
+            "output; `nvtopo doctor --capture` reads it",
+        ),
+        (
+            "smi-xml",
+            "gb200-tray-nvlink-r.txt",
+            "this is `nvidia-smi nvlink -R` output; this source needs `nvidia-smi -q -x` "
+            "output; `nvtopo doctor --capture` reads it",
+        ),
+    ],
+)
+def test_sources_name_the_command_of_a_misplaced_capture(
+    source: str, capture: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nvtopo.cli import main
+
+    path = FABRIC / capture
+    assert main(["dump", "--source", f"{source}:{path}"]) == 1
+    assert capsys.readouterr().err == f"nvtopo: error: {path}: {message}\n"
+
+
+def test_topo_and_xml_captures_still_read() -> None:
+    from nvtopo.cli.sources import load_source
+
+    topo = load_source(f"smi-topo:{DATA / 'captures' / 'dgx-h100-topo-m.txt'}")
+    xml = load_source(f"smi-xml:{DATA / 'captures' / 'gb200-tray-smi-q-x.xml'}")
+    assert len(topo.gpus) == 8 and len(xml.gpus) == 4  # type: ignore[union-attr]
