@@ -225,7 +225,7 @@ def plan_cmd(fmt: str, **kwargs: Any) -> None:
 @click.option("--node", "node_key", default=None, help="only this node (name or node rank)")
 @format_option(["shell", "json"], default="shell")
 def env_cmd(fmt: str, node_key: str | None, **kwargs: Any) -> None:
-    """The environment of each node (``export`` lines), or of one node."""
+    """The environment of each node (export lines), or of one node."""
     from nvtopo.launch.outputs import env_lines, node_env
 
     plan = _make_plan(**kwargs)
