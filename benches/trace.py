@@ -24,7 +24,7 @@ from benches.baselines import (
     first_rack_place,
     random_place,
 )
-from nvtopo.cluster import Cluster
+from nvtopo.model.cluster import Cluster
 
 __all__ = ["FULL", "QUICK", "Job", "TraceConfig", "TraceResult", "make_trace", "run", "simulate"]
 

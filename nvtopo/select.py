@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from nvtopo import _core
+import nvtopo._core as _core
 from nvtopo.exceptions import SelectionError, UnknownGpuError
 from nvtopo.model import PCIE_CLASSES, NodeTopology
 
