@@ -77,21 +77,20 @@ def criterion_section(results: list[CriterionResult], status: str) -> Section:
         _worst_target(
             eight,
             "`select_gpus`, 8-GPU node, random availability, core",
-            "median ≤ 1 µs",
-            1_000,
+            "median ≤ 0.5 µs",
+            500,
             status,
         )
     )
-    section.targets.append(
-        _worst_target(
-            sixteen,
-            "`select_gpus`, 16-GPU node, every k, core",
-            "worst case over k ≤ 50 µs",
-            50_000,
-            status,
-            label="slowest: ",
+    # Two fixed 16-GPU shapes only: shown for reference, the any-topology target is judged
+    # on 200 random nodes in the "core" part.
+    if sixteen:
+        worst = max(sixteen, key=lambda r: r.median_ns)
+        section.notes.append(
+            f"16-GPU criterion cases (two fixed shapes), slowest median: "
+            f"{fmt_ns(worst.median_ns)} ({worst.id}); the target on any 16-GPU topology is "
+            "judged in the next section."
         )
-    )
     by_id = {r.id: r for r in results}
     for r in results:
         if "/brute-force/" in r.id:

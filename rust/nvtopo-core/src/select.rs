@@ -198,6 +198,8 @@ pub fn select_within(
         avail
     } else if k == 1 {
         least_connected(topo, avail)
+    } else if k == 2 {
+        best_pair(topo, avail, req)
     } else {
         let (ti, witness, open) = best_threshold(topo, &mut s, k, avail, req);
         s.exhausted = false;
@@ -220,6 +222,37 @@ pub fn select_within(
     let mut out = finish(topo, mask, avail, proven, s.nodes);
     out.gap = gap;
     out
+}
+
+/// Two GPUs by rule: every pair of `avail` holding `req`, compared by Contract 1 (a pair's
+/// bottleneck and total are its score; then NUMA keys; then its cut, the two degrees
+/// less twice the score; then the smallest ids, the order pairs are met in).
+fn best_pair(topo: &Topology, avail: Mask, req: Mask) -> Mask {
+    let mut deg = [0u64; bitset::MAX_GPUS];
+    for v in bitset::iter(avail) {
+        deg[v] = topo.cut(1 << v, avail & !(1 << v));
+    }
+    let mut best: Option<(std::cmp::Reverse<u32>, u32, u64, Mask)> = None;
+    for a in bitset::iter(avail) {
+        for b in bitset::iter(avail & !((2 as Mask) << a).wrapping_sub(1)) {
+            let m = (1 << a) | (1 << b);
+            if req & !m != 0 {
+                continue;
+            }
+            let score = topo.score(a, b);
+            let numa = if topo.numa_key(a) == topo.numa_key(b) {
+                1
+            } else {
+                2
+            };
+            let cut = deg[a] + deg[b] - 2 * u64::from(score);
+            let key = (std::cmp::Reverse(score), numa, cut, m);
+            if best.is_none_or(|x| (key.0, key.1, key.2) < (x.0, x.1, x.2)) {
+                best = Some(key);
+            }
+        }
+    }
+    best.map_or(req, |b| b.3)
 }
 
 /// The single available GPU with the smallest cut to the others (then the smallest id).

@@ -115,8 +115,11 @@ impl<'t> BranchAndBound<'t> {
                 .map(measure)
                 .reduce(|a, b| if worse(&b, &a) { a } else { b });
         let root_total = topo.total(req);
-        self.root_bound = self.bound(p, r, root_total);
         self.dfs(s, req, p, r, root_total, cover, nkeys, degsum);
+        if s.exhausted {
+            // Only a search cut short reports a gap (the gains are back at the root).
+            self.root_bound = self.bound(p, r, root_total);
+        }
         // A finished search always ends with best at least as good as the seed; one cut
         // short by its budget returns the better of the two.
         match (self.best, self.seed) {
