@@ -1,9 +1,7 @@
 """Type stub of the Rust extension ``nvtopo._core`` (checked by ``mypy.stubtest``)."""
 
 from collections.abc import Iterable, Sequence
-from typing import final
-
-from typing import Any
+from typing import Any, final
 
 __all__ = [
     "DEFAULT_BUDGET",
@@ -48,6 +46,7 @@ class Selection:
     def to_json(self) -> dict[str, Any]: ...
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
+
 _PlacementTuple = tuple[list[tuple[str, list[int]]], list[str], bool]
 
 @final
