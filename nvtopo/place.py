@@ -23,6 +23,7 @@ aggregates, so a request does not visit every node of a large cluster.
 
 from __future__ import annotations
 
+import gc
 import weakref
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -194,18 +195,38 @@ class ClusterState:
     def __init__(self, cluster: Cluster) -> None:
         interned: dict[Any, _core.Topology] = {}
         by_id: dict[int, _core.Topology] = {}
-        rows = []
+        # Per topology object: its core copy and its GPU ids (every GPU free, the usual case).
+        kinds: dict[int, tuple[_core.Topology, list[int]]] = {}
+        rows: list[tuple[str, _core.Topology, str | None, list[int], bool]] = []
+        # A bulk load makes one row per node and frees nothing: the cyclic collector would
+        # only walk the whole cluster again and again (seconds at 73,728 nodes).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._core = _core.ClusterState(self._rows(cluster, kinds, by_id, interned, rows))
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _rows(
+        self,
+        cluster: Cluster,
+        kinds: dict[int, tuple[_core.Topology, list[int]]],
+        by_id: dict[int, _core.Topology],
+        interned: dict[Any, _core.Topology],
+        rows: list[tuple[str, _core.Topology, str | None, list[int], bool]],
+    ) -> list[tuple[str, _core.Topology, str | None, list[int], bool]]:
         for node in cluster.nodes:
-            rows.append(
-                (
-                    node.name,
-                    self._intern(node.topology, by_id, interned),
-                    node.domain,
-                    list(node.free),
-                    node.in_compute_domain,
+            topo = node.topology
+            kind = kinds.get(id(topo))
+            if kind is None:
+                kind = kinds[id(topo)] = (
+                    self._intern(topo, by_id, interned),
+                    list(topo.gpu_indices),
                 )
-            )
-        self._core = _core.ClusterState(rows)
+            free = kind[1] if node.free_gpus is None else sorted(node.free_gpus)
+            rows.append((node.name, kind[0], node.domain, free, node.in_compute_domain))
+        return rows
 
     @staticmethod
     def _intern(
