@@ -200,6 +200,8 @@ pub fn select_within(
         least_connected(topo, avail)
     } else if k == 2 {
         best_pair(topo, avail, req)
+    } else if k == 3 && bitset::len(avail) <= 24 {
+        best_triple(topo, avail, req)
     } else {
         let (ti, witness, open) = best_threshold(topo, &mut s, k, avail, req);
         s.exhausted = false;
@@ -249,6 +251,56 @@ fn best_pair(topo: &Topology, avail: Mask, req: Mask) -> Mask {
             let key = (std::cmp::Reverse(score), numa, cut, m);
             if best.is_none_or(|x| (key.0, key.1, key.2) < (x.0, x.1, x.2)) {
                 best = Some(key);
+            }
+        }
+    }
+    best.map_or(req, |b| b.3)
+}
+
+/// Three GPUs by rule on small nodes: every triple of `avail` holding `req` (at most
+/// C(24, 3) = 2,024), compared by bottleneck and total first; NUMA keys and the cut only
+/// for triples that tie on both; met in sorted-tuple order, so the first best is kept.
+fn best_triple(topo: &Topology, avail: Mask, req: Mask) -> Mask {
+    let mut deg = [0u64; bitset::MAX_GPUS];
+    for v in bitset::iter(avail) {
+        deg[v] = topo.cut(1 << v, avail & !(1 << v));
+    }
+    let above = |a: usize| avail & !((2 as Mask) << a).wrapping_sub(1);
+    let tie = |m: Mask, total: u64| {
+        let cut: u64 = bitset::iter(m).map(|v| deg[v]).sum::<u64>() - 2 * total;
+        (topo.numa_count(m), cut)
+    };
+    let mut best: Option<(u32, u64, (u32, u64), Mask)> = None;
+    for a in bitset::iter(avail) {
+        for b in bitset::iter(above(a)) {
+            let ab = topo.score(a, b);
+            // A triple's bottleneck is at most any of its pairs': skip what cannot reach
+            // the best one found so far.
+            let floor = best.map_or(0, |x| x.0);
+            if ab < floor {
+                continue;
+            }
+            for c in bitset::iter(above(b)) {
+                let m = (1 << a) | (1 << b) | (1 << c);
+                if req & !m != 0 {
+                    continue;
+                }
+                let (ac, bc) = (topo.score(a, c), topo.score(b, c));
+                let bn = ab.min(ac).min(bc);
+                if bn < floor {
+                    continue;
+                }
+                let total = u64::from(ab) + u64::from(ac) + u64::from(bc);
+                let better = match &best {
+                    None => true,
+                    Some(x) => {
+                        (bn, total) > (x.0, x.1)
+                            || ((bn, total) == (x.0, x.1) && tie(m, total) < x.2)
+                    }
+                };
+                if better {
+                    best = Some((bn, total, tie(m, total), m));
+                }
             }
         }
     }
