@@ -202,6 +202,8 @@ pub fn select_within(
         best_pair(topo, avail, req)
     } else if k == 3 && bitset::len(avail) <= 24 {
         best_triple(topo, avail, req)
+    } else if bitset::len(avail) as usize <= k + 3 && bitset::len(avail) <= 24 {
+        best_drop(topo, avail, req, bitset::len(avail) as usize - k)
     } else {
         let (ti, witness, open) = best_threshold(topo, &mut s, k, avail, req);
         s.exhausted = false;
@@ -305,6 +307,66 @@ fn best_triple(topo: &Topology, avail: Mask, req: Mask) -> Mask {
         }
     }
     best.map_or(req, |b| b.3)
+}
+
+/// All but `d` ≤ 3 of the available GPUs, by rule on small nodes: every set D of `d` GPUs
+/// to leave out (none required). With A the available GPUs and S = A \\ D:
+/// total(S) = total(A) − Σ_{v∈D} deg_A(v) + total(D), cut(S) = Σ_{v∈D} deg_A(v) −
+/// 2·total(D), and the bottleneck of S is the weakest pair of A that D does not touch
+/// (a scan of A's pairs, weakest first). S is smaller in sorted-tuple order exactly when D
+/// is larger, so among equals the last D met (in order) wins.
+fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
+    let mut deg = [0u64; bitset::MAX_GPUS];
+    for v in bitset::iter(avail) {
+        deg[v] = topo.cut(1 << v, avail & !(1 << v));
+    }
+    let all_total = topo.total(avail);
+    let mut pairs: Vec<(u32, Mask)> = Vec::new();
+    for a in bitset::iter(avail) {
+        for b in bitset::iter(avail & !((2 as Mask) << a).wrapping_sub(1)) {
+            pairs.push((topo.score(a, b), (1 << a) | (1 << b)));
+        }
+    }
+    pairs.sort_unstable_by_key(|p| p.0);
+    let free = avail & !req;
+    let mut best: Option<(u32, u64, u32, u64, Mask)> = None;
+    // `inner` = total(D), `out` = Σ_{v∈D} deg_A(v), both built up along the loops.
+    let mut consider = |drop: Mask, inner: u64, out: u64| {
+        let total = all_total + inner - out;
+        let bn = pairs.iter().find(|p| p.1 & drop == 0).map_or(0, |p| p.0);
+        if best.is_some_and(|b| (bn, total) < (b.0, b.1)) {
+            return;
+        }
+        let kept = avail & !drop;
+        let key = (bn, total, topo.numa_count(kept), out - 2 * inner, kept);
+        if best.is_some_and(|b| (bn, total) == (b.0, b.1) && (key.2, key.3) > (b.2, b.3)) {
+            return;
+        }
+        best = Some(key);
+    };
+    for a in bitset::iter(free) {
+        let above_a = free & !((2 as Mask) << a).wrapping_sub(1);
+        if d == 1 {
+            consider(1 << a, 0, deg[a]);
+            continue;
+        }
+        for b in bitset::iter(above_a) {
+            let ab = u64::from(topo.score(a, b));
+            if d == 2 {
+                consider((1 << a) | (1 << b), ab, deg[a] + deg[b]);
+                continue;
+            }
+            for c in bitset::iter(free & !((2 as Mask) << b).wrapping_sub(1)) {
+                let inner = ab + u64::from(topo.score(a, c)) + u64::from(topo.score(b, c));
+                consider(
+                    (1 << a) | (1 << b) | (1 << c),
+                    inner,
+                    deg[a] + deg[b] + deg[c],
+                );
+            }
+        }
+    }
+    best.map_or(avail, |b| b.4)
 }
 
 /// The single available GPU with the smallest cut to the others (then the smallest id).
