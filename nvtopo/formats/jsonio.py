@@ -13,8 +13,10 @@ from importlib import resources
 from typing import Any
 
 from nvtopo.exceptions import ParseError, TopologyError
+from nvtopo.formats._cpulist import cpulist_problem
 from nvtopo.model import Fabric, Gpu, GpuPair, Nic, NodeTopology, NvLink, NvSwitch, Platform
 from nvtopo.model.cluster import Cluster, ClusterNode
+from nvtopo.model.limits import LIMITS, MAX_CLUSTER_NODES, MAX_INPUT_BYTES
 
 __all__ = [
     "API_VERSION",
@@ -42,12 +44,24 @@ def schema() -> dict[str, Any]:
 def _validator() -> Any:
     import jsonschema
 
-    return jsonschema.Draft202012Validator(schema())
+    # JSON Schema counts 1.0 and 1e30 as integers; nvtopo's integers are written as such,
+    # so a number with a fraction or an exponent is refused rather than turned into a float
+    # that no apiserver field keeps as given.
+    checker = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    strict = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=checker)
+    return strict(schema())
 
 
 def _parse(data: str | bytes | dict[str, Any], source: str) -> dict[str, Any]:
     if isinstance(data, dict):
         return data
+    if len(data) > MAX_INPUT_BYTES:
+        raise ParseError(
+            f"{len(data)} bytes; an nvtopo document is at most {MAX_INPUT_BYTES} bytes",
+            source=source,
+        )
     try:
         doc = json.loads(data)
     except json.JSONDecodeError as exc:
@@ -84,6 +98,13 @@ def _json_path(path: Any) -> str:
 def load_document(data: str | bytes | dict[str, Any], *, source: str = "<json>") -> dict[str, Any]:
     """Parse and schema-check a document; return it as a dict."""
     doc = _parse(data, source)
+    nodes = doc.get("nodes")
+    if isinstance(nodes, list) and len(nodes) > MAX_CLUSTER_NODES:
+        # Refused before the schema check, whose cost grows with the document.
+        raise ParseError(
+            f"$.nodes: {len(nodes)} nodes; a cluster has at most {MAX_CLUSTER_NODES}",
+            source=source,
+        )
     from jsonschema.exceptions import best_match
 
     err = best_match(_validator().iter_errors(doc))
@@ -253,6 +274,7 @@ def _node_body(t: NodeTopology) -> dict[str, Any]:
                         "pciBusId": n.pci_bus_id,
                         "numaNode": n.numa_node,
                         "gpuPaths": list(n.gpu_paths),
+                        "nicPaths": list(n.nic_paths),
                     }
                 )
                 for n in t.nics
@@ -261,7 +283,20 @@ def _node_body(t: NodeTopology) -> dict[str, Any]:
     )
 
 
+def _check_cpulists(d: dict[str, Any], source: str) -> None:
+    """CPU lists the schema's pattern lets through but no machine has (``99999999999-1``)."""
+    highest = LIMITS["cpu"].maximum
+    lists = [(f"$.gpus[{i}].cpuAffinity", g.get("cpuAffinity")) for i, g in enumerate(d["gpus"])]
+    lists += [(f"$.numaCpus.{k}", v) for k, v in d.get("numaCpus", {}).items()]
+    for where, text in lists:
+        if text is not None:
+            problem = cpulist_problem(text, highest)
+            if problem is not None:
+                raise ParseError(f"{where}: {problem}", source=source)
+
+
 def _node_from_body(d: dict[str, Any], source: str) -> NodeTopology:
+    _check_cpulists(d, source)
     try:
         return NodeTopology(
             gpus=tuple(_gpu_from_json(g) for g in d["gpus"]),
@@ -291,6 +326,7 @@ def _node_from_body(d: dict[str, Any], source: str) -> NodeTopology:
                     pci_bus_id=n.get("pciBusId"),
                     numa_node=n.get("numaNode"),
                     gpu_paths=tuple(n.get("gpuPaths", ())),
+                    nic_paths=tuple(n.get("nicPaths", ())),
                 )
                 for n in d.get("nics", ())
             ),
