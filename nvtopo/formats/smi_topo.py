@@ -129,9 +129,16 @@ def _read_header(raw: list[_Token], line: int, source: str) -> _Header | None:
     return _Header(line, tuple(devices), tuple(affinity))
 
 
+# A line that starts like a matrix row ("GPU3   NV18 ...") or a NIC row is no header; seen
+# without tokenizing it, so that finding the header costs little even in a huge capture.
+_ROW_START_RE = re.compile(rf"^\s*(?:\x1b\[[0-9;]*m)*\S+\s+(?:{_CELL})(?:\s|$)")
+
+
 def _find_header(lines: list[str], source: str) -> _Header:
     found: list[_Header] = []
     for number, text in enumerate(lines, start=1):
+        if "GPU" not in text[:40] or _ROW_START_RE.match(text):
+            continue
         header = _read_header(_tokens(text), number, source)
         if header is not None:
             found.append(header)
