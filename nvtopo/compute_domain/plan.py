@@ -174,13 +174,16 @@ class ComputeDomainPlan:
             f"in clique {self.cliques[0]}"
             if len(self.cliques) == 1
             else f"across cliques {', '.join(self.cliques)}, one ComputeDomain per clique ("
-            + "; ".join(f"{p.name}: {', '.join(p.nodes)}" for p in parts)
+            + "; ".join(
+                f"{p.name}: {len(p.nodes)} node{'s' if len(p.nodes) != 1 else ''}" for p in parts
+            )
             + ")"
             if self.cliques
             else "outside any clique"
         )
         gpus = (
-            f"through DRA (ResourceClaimTemplate {gpu_template_name(self.name)})"
+            f"through DRA (ResourceClaimTemplate "
+            f"{', '.join(gpu_template_name(p.name) for p in parts)})"
             if self.gpu_request == "dra"
             else "as nvidia.com/gpu limits (device plugin)"
         )
