@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nvtopo
 from nvtopo.exceptions import ParseError, TopologyError
@@ -152,3 +154,43 @@ def test_a_cluster_past_the_node_limit_is_refused_before_the_schema_check() -> N
 def test_the_model_refuses_duplicate_uuids() -> None:
     with pytest.raises(TopologyError, match="same UUID"):
         NodeTopology(gpus=(Gpu(0, uuid="GPU-a"), Gpu(1, uuid="GPU-a")))
+
+
+# -- large cluster documents: the schema's verdict, at a fraction of its cost ---------------
+
+_UUID = "5cd30dc8-2f7e-4c3d-9a51-0e0f3a7d2b11"
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 1100),
+    st.sampled_from(["", "a", "gb200-tray", f"{_UUID}.7", f"{_UUID}.12345678901", "x" * 254]),
+    st.lists(st.integers(-1, 1030), max_size=3),
+    st.lists(st.sampled_from([0, 0.0, 1.5, True, "0"]), max_size=2),
+)
+_keys = st.sampled_from(
+    ["name", "system", "topologyRef", "clique", "freeGpus", "inComputeDomain", "other"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_keys, _values, max_size=5))
+def test_the_fast_node_check_vouches_only_for_what_the_schema_accepts(node: dict[str, Any]) -> None:
+    from nvtopo.formats.jsonio import _short_node_ok, _validator
+
+    doc = {"apiVersion": "nvtopo.dev/v1", "kind": "Cluster", "nodes": [node]}
+    if _short_node_ok(node):
+        assert _validator().is_valid(doc), node
+
+
+def test_a_bad_node_in_a_large_cluster_is_named_by_its_own_index() -> None:
+    nodes: list[dict[str, Any]] = [{"name": f"n{i}", "system": "gb200-tray"} for i in range(200)]
+    nodes[170]["clique"] = "bad"
+    doc = {"apiVersion": "nvtopo.dev/v1", "kind": "Cluster", "nodes": nodes}
+    with pytest.raises(ParseError, match=r"\$\.nodes\[170\]\.clique: 'bad' is not a clique id"):
+        cluster_from_json(json.dumps(doc))
+    nodes[170]["clique"] = f"{_UUID}.7"
+    nodes[171]["freeGpus"] = [1, 1]
+    with pytest.raises(ParseError, match=r"\$\.nodes\[171\]\.freeGpus: .* non-unique"):
+        cluster_from_json(json.dumps(doc))
+    del nodes[171]["freeGpus"]
+    assert len(cluster_from_json(json.dumps(doc)).nodes) == 200
