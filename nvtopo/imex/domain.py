@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 IN_COMPUTE_DOMAIN = "already in a ComputeDomain"
+#: Up to this many excluded nodes are named one by one in a summary; more are counted.
+_NAMED = 2
 NO_CLIQUE = "not in an NVLink clique"
 
 
@@ -73,15 +75,20 @@ def _reason_kind(reason: str) -> str:
 
 
 def summarize_excluded(excluded: Iterable[ExcludedNode]) -> str:
-    """``5 nodes excluded (3 fabric state In Progress, 2 already in a ComputeDomain)``."""
+    """``5 nodes excluded (3 fabric state In Progress, 2 already in a ComputeDomain)``; up to
+    two nodes are named with their reasons (``1 node excluded (tray3: no free GPUs)``)."""
     nodes = list(excluded)
     if not nodes:
         return "no node excluded"
+    noun = "node" if len(nodes) == 1 else "nodes"
+    if len(nodes) <= _NAMED:
+        # Few enough to say per node what keeps it out.
+        each = "; ".join(f"{n.name}: {', '.join(n.reasons)}" for n in nodes)
+        return f"{len(nodes)} {noun} excluded ({each})"
     kinds: Counter[str] = Counter()
     for node in nodes:
         kinds.update({_reason_kind(r) for r in node.reasons})
     parts = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
-    noun = "node" if len(nodes) == 1 else "nodes"
     return f"{len(nodes)} {noun} excluded ({parts})"
 
 
