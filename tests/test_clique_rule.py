@@ -109,7 +109,7 @@ def test_plan_and_imex_config_refuse_trays_whose_gpus_disagree(
     )
     assert code != 0 and out == ""
     assert err.count("\n") == 1 and "GPU 2 says clique" in err and "Traceback" not in err
-    assert "a: clique disagreement: GPU 0 says clique" in err and "; b: clique" in err
+    assert "a: GPUs disagree on the clique (GPU 0 says clique" in err and "; b: GPUs" in err
 
 
 def test_plan_lists_the_disagreeing_node_with_its_reason() -> None:

@@ -202,7 +202,7 @@ def fabric_problems(topology: NodeTopology, *, require_fabric: bool = True) -> t
     problems = [f"{gpu_list(gpus)}: {reason}" for reason, gpus in by_reason.items()]
     verdict = node_clique(topology)
     if verdict.reason is not None and " says clique " in verdict.reason:
-        problems.append(f"clique disagreement: {verdict.reason}")
+        problems.append(f"GPUs disagree on the clique ({verdict.reason})")
     return tuple(problems)
 
 
