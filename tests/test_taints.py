@@ -174,3 +174,37 @@ def test_a_single_tainted_gpu_is_left_out_of_a_node_request() -> None:
     assert node.free == (1, 2, 3)
     p = place(Cluster((node,)), PlacementRequest(3, 1, "none"))
     assert [n.gpus for n in p.nodes] == [(1, 2, 3)]
+
+
+def _degraded_tray_file(tmp_path: Path) -> str:
+    import json
+
+    from nvtopo.formats.jsonio import node_to_json
+
+    path = tmp_path / "tray.json"
+    path.write_text(json.dumps(node_to_json(with_lost_nvlinks(nvtopo.system("gb200-tray"), [1]))))
+    return f"file:{path}"
+
+
+def test_dump_and_doctor_say_why_a_gpu_is_tainted(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from nvtopo.cli import main
+
+    source = _degraded_tray_file(tmp_path)
+    assert main(["dump", "--source", source]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "GPU 1: nvlink-degraded (18 of 18 nvlinks down): "
+        f"taint {NVLINK}=18-of-18-nvlinks-down" in out
+    )
+    assert main(["dump", "--source", "system:gb200-tray"]) == 0
+    assert "Health" not in capsys.readouterr().out
+    assert main(["doctor", "--source", source, "--channels-dir", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    lines = [line for line in (out + err).splitlines() if "carries the taint" in line]
+    assert lines == [
+        f"warning: GPU 1: nvlink-degraded (18 of 18 nvlinks down): its device carries the taint "
+        f"{NVLINK}=18-of-18-nvlinks-down (NoSchedule) -> the scheduler gives this GPU only to "
+        "claims that tolerate the taint; nvtopo publish lifts it once the GPU recovers"
+    ]
