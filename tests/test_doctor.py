@@ -88,7 +88,7 @@ def test_fabric_captures_exact_lines(
     expected.append(CHANNEL_FIX.format(d=tmp_path))
     if case == "unhealthy":
         expected.append(
-            "warning: GPU 3: fabric-unhealthy (fabric health unhealthy mask 0x19a): its device "
+            "warning: GPU 3: fabric-unhealthy (fabric health Unhealthy, mask 0x19a): its device "
             "carries the taint topology.nvtopo.dev/fabric-unhealthy=fabric-health-unhealthy-mask-"
             "0x19a (NoSchedule) -> the scheduler gives this GPU only to claims that tolerate the "
             "taint; nvtopo publish lifts it once the GPU recovers"

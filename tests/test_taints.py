@@ -195,7 +195,8 @@ def test_dump_and_doctor_say_why_a_gpu_is_tainted(
     assert main(["dump", "--source", source]) == 0
     out = capsys.readouterr().out
     assert (
-        "GPU 1: nvlink-degraded (18 of 18 nvlinks down): "
+        "GPU 1: nvlink-degraded (NVLinks 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, "
+        "16, 17 down): "
         f"taint {NVLINK}=18-of-18-nvlinks-down" in out
     )
     assert main(["dump", "--source", "system:gb200-tray"]) == 0
@@ -204,7 +205,8 @@ def test_dump_and_doctor_say_why_a_gpu_is_tainted(
     out, err = capsys.readouterr()
     lines = [line for line in (out + err).splitlines() if "carries the taint" in line]
     assert lines == [
-        f"warning: GPU 1: nvlink-degraded (18 of 18 nvlinks down): its device carries the taint "
+        f"warning: GPU 1: nvlink-degraded (NVLinks 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, "
+        "14, 15, 16, 17 down): its device carries the taint "
         f"{NVLINK}=18-of-18-nvlinks-down (NoSchedule) -> the scheduler gives this GPU only to "
         "claims that tolerate the taint; nvtopo publish lifts it once the GPU recovers"
     ]

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from nvtopo.model.health import link_problems
+
 if TYPE_CHECKING:
     from nvtopo.model.topology import Gpu, NodeTopology
 
@@ -37,11 +39,13 @@ class GpuFinding:
     gpu: int
     kind: FindingKind
     reason: str
+    #: The same in words (``NVLinks 4, 5 down``), for ``dump`` and ``doctor``.
+    words: str = ""
 
     @property
     def text(self) -> str:
-        """The finding in words, for ``dump`` and ``doctor``."""
-        return f"GPU {self.gpu}: {self.kind} ({self.reason.replace('-', ' ')})"
+        """``GPU 1: nvlink-degraded (NVLinks 4, 5 down)``."""
+        return f"GPU {self.gpu}: {self.kind} ({self.words or self.reason})"
 
 
 def _links_reason(gpu: Gpu) -> str | None:
@@ -70,13 +74,16 @@ def gpu_findings(gpu: Gpu) -> tuple[GpuFinding, ...]:
     found: list[GpuFinding] = []
     links = _links_reason(gpu)
     if links is not None:
-        found.append(GpuFinding(gpu.index, "nvlink-degraded", links))
+        words = "; ".join(link_problems(gpu))
+        found.append(GpuFinding(gpu.index, "nvlink-degraded", links, words))
     fabric = gpu.fabric
     if fabric is not None and fabric.health in ("degraded", "unhealthy"):
         reason = f"fabric-health-{fabric.health}"
+        words = f"fabric health {fabric.health.capitalize()}"
         if fabric.health_mask:
             reason += f"-mask-{fabric.health_mask:#x}"
-        found.append(GpuFinding(gpu.index, "fabric-unhealthy", reason))
+            words += f", mask {fabric.health_mask:#x}"
+        found.append(GpuFinding(gpu.index, "fabric-unhealthy", reason, words))
     return tuple(found)
 
 
