@@ -7,14 +7,23 @@ __all__ = [
     "DEFAULT_BUDGET",
     "DEFAULT_DEADLINE",
     "EXACT_GPUS",
+    "MAX_GPUS",
+    "MAX_NVLINKS",
     "ClusterState",
     "Selection",
     "Topology",
     "__version__",
+    "nvlink_bandwidth",
 ]
 
 __version__: str
 DEFAULT_BUDGET: int
+MAX_GPUS: int
+MAX_NVLINKS: int
+
+def nvlink_bandwidth(generation: int) -> int:
+    """GB/s per direction of one NVLink of ``generation`` (0: unknown)."""
+
 DEFAULT_DEADLINE: float
 EXACT_GPUS: int
 
@@ -42,7 +51,12 @@ class Selection:
     def bottleneck_path(self) -> str | None: ...
     @property
     def remaining(self) -> tuple[int, ...]: ...
+    @property
+    def unknown_pairs(self) -> tuple[tuple[int, int], ...]: ...
     def explain(self) -> str: ...
+    def with_unknown_paths(
+        self, pairs: Sequence[tuple[int, int]], path: str | None
+    ) -> Selection: ...
     def to_json(self) -> dict[str, Any]: ...
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...

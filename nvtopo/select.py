@@ -31,8 +31,9 @@ _ATTR = "_nvtopo_core"
 
 #: The GPU set Contract 1 picked (built in the core): ``gpus`` (ids, ascending),
 #: ``bottleneck``, ``total``, ``numa_keys``, ``cut``, ``optimal``, ``gap`` (0.0 when
-#: optimal), ``bottleneck_pair``, ``bottleneck_path``, ``remaining``; ``explain()`` and
-#: ``to_json()``.
+#: optimal), ``bottleneck_pair``, ``bottleneck_path``, ``remaining``, ``unknown_pairs``
+#: (pairs of the set whose path the source did not give, scored as ``SYS``);
+#: ``explain()`` and ``to_json()``.
 Selection = _core.Selection
 
 
@@ -146,10 +147,20 @@ def select_gpus(
     if core is None:
         core = core_topology(topology)
     try:
-        return core.select(k, available, required, budget, deadline)
+        selection = core.select(k, available, required, budget, deadline)
     except (TypeError, OverflowError):
         ids = {"available": available, "required": required}
         raise _bad_call(topology, k, ids, budget, deadline) from None
+    if not topology.unknown_pairs:
+        return selection
+    # The core scores a path the source did not give as SYS; say so rather than print it
+    # as a fact.
+    chosen = set(selection.gpus)
+    unknown = tuple(p for p in topology.unknown_pairs if p[0] in chosen and p[1] in chosen)
+    path = selection.bottleneck_path
+    if selection.bottleneck_pair is not None and selection.bottleneck_pair in unknown:
+        path = "?"
+    return selection.with_unknown_paths(unknown, path)
 
 
 def partition(topology: NodeTopology, k: int) -> tuple[tuple[int, ...], ...]:

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use nvtopo_core::place::{self, DomainMode, NodeSpec, Placement, Request};
-use nvtopo_core::score::PathClass;
+use nvtopo_core::score::{self, PathClass};
 use nvtopo_core::select::{self, Selection};
 use nvtopo_core::topology::{self, PairSpec};
 use nvtopo_core::{partition, Error};
@@ -75,6 +75,8 @@ struct PySelection {
     /// Available GPUs left for later requests, ascending.
     #[pyo3(get)]
     remaining: Py<PyTuple>,
+    /// Pairs of the set whose path the source did not give (scored as `SYS`).
+    unknown: Vec<(i64, i64)>,
     ids: Vec<i64>,
     rest: Vec<i64>,
 }
@@ -89,14 +91,13 @@ fn join(ids: &[i64]) -> String {
 /// Everything a selection is compared and hashed by.
 type SelectionKey<'a> = (
     &'a [i64],
-    u32,
-    u64,
-    u32,
-    u64,
+    (u32, u64, u32, u64),
     bool,
     u64,
     Option<(i64, i64)>,
+    Option<&'a str>,
     &'a [i64],
+    &'a [(i64, i64)],
 );
 
 impl PySelection {
@@ -112,6 +113,7 @@ impl PySelection {
             bottleneck_pair: s.bottleneck_pair,
             bottleneck_path: s.bottleneck_path,
             remaining: PyTuple::new(py, &s.remaining)?.unbind(),
+            unknown: Vec::new(),
             ids: s.gpus,
             rest: s.remaining,
         })
@@ -120,20 +122,25 @@ impl PySelection {
     fn key(&self) -> SelectionKey<'_> {
         (
             &self.ids,
-            self.bottleneck,
-            self.total,
-            self.numa_keys,
-            self.cut,
+            (self.bottleneck, self.total, self.numa_keys, self.cut),
             self.optimal,
             self.gap.to_bits(),
             self.bottleneck_pair,
+            self.bottleneck_path.as_deref(),
             &self.rest,
+            &self.unknown,
         )
     }
 }
 
 #[pymethods]
 impl PySelection {
+    /// Pairs of the set whose path the source did not give (scored as `SYS`).
+    #[getter]
+    fn unknown_pairs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.unknown)
+    }
+
     /// One paragraph saying what was picked and why it is the best set.
     fn explain(&self) -> String {
         let ids = join(&self.ids);
@@ -173,7 +180,45 @@ impl PySelection {
                 100.0 * self.gap
             )
         };
-        format!("{head}: {link}; spans {domains}; {later}; {proof}.")
+        let mut text = format!("{head}: {link}; spans {domains}; {later}; {proof}.");
+        if !self.unknown.is_empty() {
+            let pairs: Vec<String> = self
+                .unknown
+                .iter()
+                .map(|(a, b)| format!("{a}-{b}"))
+                .collect();
+            text.push_str(&format!(
+                " The source gives no path for {}: the answer assumes SYS for them (read \
+                 `nvidia-smi topo -m` too for the real paths).",
+                pairs.join(", ")
+            ));
+        }
+        text
+    }
+
+    /// The same selection, saying which of its pairs the source gave no path for, with
+    /// the weakest pair's path as given (`?` where unknown).
+    fn with_unknown_paths(
+        &self,
+        py: Python<'_>,
+        pairs: Vec<(i64, i64)>,
+        path: Option<String>,
+    ) -> PySelection {
+        PySelection {
+            gpus: self.gpus.clone_ref(py),
+            bottleneck: self.bottleneck,
+            total: self.total,
+            numa_keys: self.numa_keys,
+            cut: self.cut,
+            optimal: self.optimal,
+            gap: self.gap,
+            bottleneck_pair: self.bottleneck_pair,
+            bottleneck_path: path,
+            remaining: self.remaining.clone_ref(py),
+            unknown: pairs,
+            ids: self.ids.clone(),
+            rest: self.rest.clone(),
+        }
     }
 
     /// `{"gpus": [...], "bottleneck", "bottleneckPair", "bottleneckPath", "total",
@@ -194,6 +239,14 @@ impl PySelection {
         d.set_item("optimal", self.optimal)?;
         if !self.optimal {
             d.set_item("gap", self.gap)?;
+        }
+        if !self.unknown.is_empty() {
+            let pairs: Vec<Vec<i64>> = self
+                .unknown
+                .iter()
+                .map(|&(a, b)| vec![a, b])
+                .collect();
+            d.set_item("unknownPairs", pairs)?;
         }
         Ok(d)
     }
@@ -219,7 +272,7 @@ impl PySelection {
         };
         format!(
             "Selection(gpus={}, bottleneck={}, total={}, numa_keys={}, cut={}, optimal={}, \
-             gap={:?}, bottleneck_pair={}, bottleneck_path={}, remaining={})",
+             gap={:?}, bottleneck_pair={}, bottleneck_path={}, remaining={}, unknown_pairs={})",
             tuple(&self.ids),
             self.bottleneck,
             self.total,
@@ -231,6 +284,17 @@ impl PySelection {
                 .map_or("None".to_string(), |(a, b)| format!("({a}, {b})")),
             opt(&self.bottleneck_path),
             tuple(&self.rest),
+            match self.unknown.as_slice() {
+                [] => "()".to_string(),
+                [(a, b)] => format!("(({a}, {b}),)"),
+                many => format!(
+                    "({})",
+                    many.iter()
+                        .map(|(a, b)| format!("({a}, {b})"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
         )
     }
 }
@@ -502,6 +566,12 @@ impl ClusterState {
     }
 }
 
+/// GB/s per direction of one NVLink of `generation` (0 or unknown: the core's default).
+#[pyfunction]
+fn nvlink_bandwidth(generation: u8) -> u32 {
+    score::nvlink_bandwidth(generation)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", nvtopo_core::VERSION)?;
@@ -509,6 +579,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_DEADLINE", select::DEFAULT_DEADLINE.as_secs_f64())?;
     m.add("EXACT_GPUS", select::EXACT_GPUS)?;
     m.add_class::<PySelection>()?;
+    m.add("MAX_NVLINKS", score::MAX_NVLINKS)?;
+    m.add("MAX_GPUS", nvtopo_core::bitset::MAX_GPUS)?;
+    m.add_function(wrap_pyfunction!(nvlink_bandwidth, m)?)?;
     m.add_class::<Topology>()?;
     m.add_class::<ClusterState>()?;
     Ok(())
