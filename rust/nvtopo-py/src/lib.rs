@@ -241,11 +241,7 @@ impl PySelection {
             d.set_item("gap", self.gap)?;
         }
         if !self.unknown.is_empty() {
-            let pairs: Vec<Vec<i64>> = self
-                .unknown
-                .iter()
-                .map(|&(a, b)| vec![a, b])
-                .collect();
+            let pairs: Vec<Vec<i64>> = self.unknown.iter().map(|&(a, b)| vec![a, b]).collect();
             d.set_item("unknownPairs", pairs)?;
         }
         Ok(d)
