@@ -272,7 +272,7 @@ class ClusterState:
     def __init__(self, cluster: Cluster) -> None:
         interned: dict[Any, _core.Topology] = {}
         by_id: dict[int, _core.Topology] = {}
-        # Per topology object: its core copy and its GPU ids (every GPU free, the usual case).
+        # Per topology object: its core copy and the GPUs it offers when all are free.
         kinds: dict[int, tuple[_core.Topology, list[int]]] = {}
         rows: list[tuple[str, _core.Topology, str | None, list[int], bool]] = []
         # Each node's clique and, where it has none for a reason, the reason: the placement
@@ -302,11 +302,14 @@ class ClusterState:
             topo = node.topology
             kind = kinds.get(id(topo))
             if kind is None:
+                unfit = topo.unfit_gpus
                 kind = kinds[id(topo)] = (
                     self._intern(topo, by_id, interned),
-                    list(topo.gpu_indices),
+                    [g for g in topo.gpu_indices if g not in unfit],
                 )
-            free = kind[1] if node.free_gpus is None else sorted(node.free_gpus)
+            # As ``node.free`` reads it (GPUs with a health finding left out), once per kind
+            # for the nodes that have every GPU free.
+            free = kind[1] if node.free_gpus is None else list(node.free)
             rows.append((node.name, kind[0], domain, free, node.in_compute_domain))
         return rows
 
