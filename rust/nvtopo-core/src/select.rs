@@ -622,6 +622,20 @@ mod tests {
     }
 
     #[test]
+    fn a_deadline_cuts_large_searches_short_and_says_by_how_much() {
+        let t = crate::random::random_node(&mut crate::random::Rng::new(3), 72);
+        let s = select_deadline(&t, 36, None, &[], None, Some(Duration::ZERO)).unwrap();
+        assert_eq!(s.gpus.len(), 36);
+        assert!(!s.optimal);
+        assert!(s.gap > 0.0 && s.gap <= 1.0, "gap {}", s.gap);
+        // Up to 16 GPUs the deadline does not apply: the optimum, proven.
+        let small = crate::random::random_node(&mut crate::random::Rng::new(3), 16);
+        let s = select_deadline(&small, 8, None, &[], None, Some(Duration::ZERO)).unwrap();
+        assert!(s.optimal);
+        assert_eq!(s.gap, 0.0);
+    }
+
+    #[test]
     fn budget_reports_unproven_results() {
         let keys: Vec<u32> = (0..72).map(|i| i / 2).collect();
         let t = nvswitch(72, &keys);
