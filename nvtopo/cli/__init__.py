@@ -14,6 +14,7 @@ from nvtopo._core import __version__
 from nvtopo.cli.compute_domain import compute_domain
 from nvtopo.cli.dump import dump
 from nvtopo.cli.imex import imex
+from nvtopo.cli.kubelet_plugin import kubelet_plugin
 from nvtopo.cli.place import place
 from nvtopo.cli.publish import publish
 from nvtopo.cli.slices import claim, slices
@@ -37,6 +38,7 @@ cli.add_command(claim)
 cli.add_command(publish)
 cli.add_command(compute_domain)
 cli.add_command(imex)
+cli.add_command(kubelet_plugin)
 
 
 def main(argv: list[str] | None = None) -> int:
