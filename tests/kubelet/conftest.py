@@ -80,6 +80,14 @@ def kubeletside_binary() -> Path:
     return build_kubeletside()
 
 
+def _close_pipes(proc: subprocess.Popen[str]) -> None:
+    # The reader threads end at EOF; closing here keeps the files from being reported unclosed.
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError, ValueError):
+                pipe.close()
+
+
 class KubeletSide:
     """The kubelet-side program: one command line in, one JSON object out."""
 
@@ -98,7 +106,8 @@ class KubeletSide:
             text=True,
         )
         self.log: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
 
     def _drain(self) -> None:
         assert self.proc.stderr is not None
@@ -133,6 +142,8 @@ class KubeletSide:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._drainer.join(timeout=10)
+        _close_pipes(self.proc)
 
 
 @dataclass
@@ -144,6 +155,7 @@ class Plugin:
     events: list[dict[str, Any]] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
     proc: subprocess.Popen[str] | None = None
+    readers: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> Plugin:
         self.events, self.stderr = [], []
@@ -167,8 +179,12 @@ class Plugin:
             for line in proc.stderr:
                 self.stderr.append(line)
 
-        threading.Thread(target=read_out, daemon=True).start()
-        threading.Thread(target=read_err, daemon=True).start()
+        self.readers = [
+            threading.Thread(target=read_out, daemon=True),
+            threading.Thread(target=read_err, daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
         return self
 
     def event(self, kind: str, timeout: float = 30.0) -> dict[str, Any]:
@@ -194,6 +210,9 @@ class Plugin:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for reader in self.readers:
+            reader.join(timeout=10)
+        _close_pipes(self.proc)
         return self.proc.returncode
 
 

@@ -153,7 +153,7 @@ def test_kubelet_registers_and_prepares_through_its_own_client(
         assert again == got  # idempotent
 
         health = kubelet.ask("health 10")["updates"]
-        assert {(u["device"], u["health"]) for u in health} >= {("gpu-0", "Healthy")}
+        assert {(u["device"], u["health"]) for u in health} >= {("gpu-0", "HEALTHY")}
 
         done = _one(kubelet.ask(f"unprepare {DRIVER} {ns}/two/{uid}"), uid)
         assert not done.get("error")
@@ -224,10 +224,12 @@ def test_kill_between_spec_and_checkpoint_converges_after_restart(
 
     crashing = _plugin(apiserver, kubelet_dirs, NVTOPO_KUBELET_FAILPOINT="after-spec-write")
     crashing.start()
+    assert crashing.event("registration")["registered"] is True
     assert kubelet.ask(f"wait {DRIVER} 60").get("registered")
     answer = kubelet.ask(f"prepare {DRIVER} {ns}/torn/{torn}")
     assert "error" in answer  # the plugin died mid-call: the kubelet got no answer
     assert crashing.proc is not None and crashing.proc.wait(timeout=10) == -9
+    assert crashing.stop() == -9
     assert (kubelet_dirs["cdi"] / f"nvtopo.dev-claim_{torn}.json").exists()
 
     restarted = _plugin(apiserver, kubelet_dirs).start()
@@ -235,6 +237,7 @@ def test_kill_between_spec_and_checkpoint_converges_after_restart(
         recovered = restarted.event("recovered")
         assert recovered["prepared"] == [kept]
         assert recovered["removed"] == [str(kubelet_dirs["cdi"] / f"nvtopo.dev-claim_{torn}.json")]
+        assert restarted.event("registration")["registered"] is True
         assert kubelet.ask(f"wait {DRIVER} 60").get("registered")
         assert _one(kubelet.ask(f"prepare {DRIVER} {ns}/kept/{kept}"), kept) == first
         retried = _one(kubelet.ask(f"prepare {DRIVER} {ns}/torn/{torn}"), torn)

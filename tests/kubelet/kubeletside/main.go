@@ -31,6 +31,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
@@ -85,8 +86,12 @@ func main() {
 	registry := flag.String("plugins-registry", "", "the kubelet's plugins_registry directory")
 	kubeconfig := flag.String("kubeconfig", "", "kubeconfig of the API server")
 	node := flag.String("node", "", "this node's name")
+	gates := flag.String("feature-gates", "ResourceHealthStatus=true", "kubelet feature gates")
 	klog.InitFlags(nil)
 	flag.Parse()
+	if err := utilfeature.DefaultMutableFeatureGate.Set(*gates); err != nil {
+		klog.Fatalf("feature gates: %v", err)
+	}
 
 	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
 	if err != nil {
