@@ -71,6 +71,29 @@ def _check_host_cdi(topology: NodeTopology, dirs: list[Path], fmt: str) -> None:
     )
 
 
+def _follow_health(
+    feed: Any, source: str, node: str, interval: float, stop: threading.Event, fmt: str
+) -> None:
+    """Rediscover on every wake-up (interval, NVML events, fabric changes); report changes."""
+    from nvtopo.dra.watch import NvmlEvents, watch
+
+    def round_(_reason: str) -> None:
+        for status in feed.update(_topology(source, node)):
+            state = "healthy" if status.healthy else "unhealthy"
+            _say(fmt, "health", f"{status.device} {state} {status.message}".rstrip(),
+                 device=status.device, healthy=status.healthy, message=status.message)  # fmt: skip
+
+    def failed(exc: NvtopoError) -> None:
+        click.echo(f"nvtopo: error: {exc} (health kept as it was)", err=True)
+
+    events = NvmlEvents() if source == "nvml" else None
+    try:
+        watch(round_, interval=interval, stop=stop, events=events, on_error=failed)
+    finally:
+        if events is not None:
+            events.close()
+
+
 @click.command("kubelet-plugin")
 @source_option
 @click.option("--node", default=None, help="node (and pool) name; default: $NODE_NAME, else host")
@@ -118,7 +141,8 @@ def _check_host_cdi(topology: NodeTopology, dirs: list[Path], fmt: str) -> None:
     type=click.FloatRange(min=0.1),
     default=30.0,
     show_default=True,
-    help="seconds between rediscoveries for device health",
+    help="seconds between rediscoveries for device health (NVML events and fabric changes "
+    "wake it sooner)",
 )
 @format_option(["table", "json"], default="table", help="log format (one line or JSON per event)")
 def kubelet_plugin(
@@ -168,8 +192,18 @@ def kubelet_plugin(
     )
     feed = HealthFeed(topology) if health else None
     apis = [a.strip() for a in kubelet_api.split(",") if a.strip()]
+
+    def registered(ok: bool, error: str) -> None:
+        _say(fmt, "registration", "registered with the kubelet" if ok else error,
+             registered=ok, error=error)  # fmt: skip
+
     plugin = KubeletPlugin(
-        preparer, registry_dir=plugins_registry, plugin_dir=directory, apis=apis, health=feed
+        preparer,
+        registry_dir=plugins_registry,
+        plugin_dir=directory,
+        apis=apis,
+        health=feed,
+        on_registration=registered,
     )
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -186,36 +220,11 @@ def kubelet_plugin(
         endpoint=str(plugin.dra_socket),
         versions=plugin.supported_versions(),
     )
-    registered = False
     try:
-        next_poll = time.monotonic() + interval
-        while not stop.wait(0.2):
-            if plugin.registration.registered != registered:
-                registered = plugin.registration.registered
-                _say(
-                    fmt,
-                    "registration",
-                    "registered with the kubelet" if registered else plugin.registration.error,
-                    registered=registered,
-                    error=plugin.registration.error,
-                )
-            if feed is not None and time.monotonic() >= next_poll:
-                next_poll = time.monotonic() + interval
-                try:
-                    changed = feed.update(_topology(source, name))
-                except NvtopoError as exc:
-                    click.echo(f"nvtopo: error: {exc} (health kept as it was)", err=True)
-                    continue
-                for status in changed:
-                    _say(
-                        fmt,
-                        "health",
-                        f"{status.device} {'healthy' if status.healthy else 'unhealthy'} "
-                        f"{status.message}".rstrip(),
-                        device=status.device,
-                        healthy=status.healthy,
-                        message=status.message,
-                    )
+        if feed is None:
+            stop.wait()
+        else:
+            _follow_health(feed, source, name, interval, stop, fmt)
     finally:
         plugin.stop()
         signal.signal(signal.SIGTERM, previous)

@@ -80,6 +80,10 @@ class KubeletPlugin:
         DRA API versions offered, most preferred first (``("v1", "v1beta1")``).
     health
         Device health to stream to the kubelet, or None to offer no health service.
+    workers
+        Threads serving calls on each socket.
+    on_registration
+        Called with ``(registered, error)`` on each ``NotifyRegistrationStatus``.
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class KubeletPlugin:
         apis: Sequence[str] = ("v1", "v1beta1"),
         health: HealthFeed | None = None,
         workers: int = 8,
+        on_registration: Callable[[bool, str], Any] | None = None,
     ) -> None:
         unknown = [a for a in apis if a not in _MODULES]
         if unknown or not apis:
@@ -105,6 +110,7 @@ class KubeletPlugin:
         self.dra_socket = plugin_dir / "dra.sock"
         self.registration_socket = registry_dir / f"{self.driver}-reg.sock"
         self._workers = workers
+        self._on_registration = on_registration
         self._servers: list[grpc.Server] = []
 
     # -- DRA service -------------------------------------------------------------------------
@@ -229,6 +235,8 @@ class KubeletPlugin:
                     file=sys.stderr,
                     flush=True,
                 )
+            if self._on_registration is not None:
+                self._on_registration(bool(request.plugin_registered), str(request.error))
             return r.RegistrationStatusResponse()
 
         return grpc.method_handlers_generic_handler(

@@ -303,3 +303,39 @@ def test_a_full_disk_fails_the_claim_cleanly(
             plugin.stop()
     finally:
         subprocess.run(["umount", str(cdi)], check=True)
+
+
+def test_a_gpu_whose_nvlinks_go_down_reaches_the_kubelet_as_unhealthy(
+    apiserver: Any, kubelet_dirs: dict[str, Path], kubelet_factory: Any
+) -> None:
+    from dataclasses import replace
+
+    from nvtopo.jsonio import node_to_json
+
+    topology = nvtopo.system(SYSTEM)
+    source = kubelet_dirs["plugin"].parent / "node.json"
+    source.write_text(json.dumps(node_to_json(topology)))
+    _host_cdi(kubelet_dirs["hostcdi"], _uuids())
+    plugin = _plugin(apiserver, kubelet_dirs, f"--source=file:{source}", "--interval=0.2")
+    plugin.start()
+    try:
+        kubelet = kubelet_factory(NODE)
+        assert kubelet.ask(f"wait {DRIVER} 60").get("registered")
+        first = kubelet.ask("health 20")["updates"]
+        assert {u["health"] for u in first} == {"HEALTHY"} and len(first) == 8
+        gpu = topology.gpu(6)
+        down = replace(gpu, nvlinks=tuple(replace(x, state="down") for x in gpu.nvlinks[:2]))
+        broken = topology.replace_gpus(down if g.index == 6 else g for g in topology.gpus)
+        source.write_text(json.dumps(node_to_json(broken)))
+        assert plugin.event("health")["device"] == "gpu-6"
+        deadline = 50
+        while deadline:
+            updates = kubelet.ask("health 1")["updates"]
+            sick = [u for u in updates if u["health"] == "UNHEALTHY"]
+            if sick:
+                break
+            deadline -= 1
+        assert [(u["pool"], u["device"]) for u in sick] == [(NODE, "gpu-6")]
+        assert sick[0]["message"].startswith("NVLinks not up: 0 (down), 1 (down)")
+    finally:
+        plugin.stop()
