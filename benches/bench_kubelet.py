@@ -79,7 +79,7 @@ def run(cfg: KubeletConfig = FULL) -> Section:
     import grpc
     from kubernetes import config
 
-    from nvtopo.dra._kube import RawApi
+    from nvtopo.kube.client import RawApi
     from nvtopo.kubelet._proto import dra_v1_pb2 as pb
     from nvtopo.kubelet.prepare import ClaimPreparer
     from nvtopo.kubelet.server import KubeletPlugin

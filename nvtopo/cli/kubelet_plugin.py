@@ -16,16 +16,16 @@ import click
 from nvtopo.cli.kube import api_client as kube_api_client
 from nvtopo.cli.output import format_option
 from nvtopo.cli.sources import load_source, source_option
-from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
 from nvtopo.model import NodeTopology
+from nvtopo.model.cluster import Cluster
 
 __all__ = ["kubelet_plugin"]
 
 
 def _topology(source: str, node: str) -> NodeTopology:
     if source == "nvml":
-        from nvtopo.sources.nvml import discover
+        from nvtopo.discovery.nvml import discover
 
         return discover(name=node)
     found = load_source(source)
@@ -165,7 +165,7 @@ def kubelet_plugin(
     host's NVIDIA CDI spec) and one nvtopo CDI spec per claim carrying its environment
     (ring-ordered GPUs, clique, NCCL hints). Runs until SIGTERM.
     """
-    from nvtopo.dra._kube import RawApi
+    from nvtopo.kube.client import RawApi
     from nvtopo.kubelet.health import HealthFeed
     from nvtopo.kubelet.prepare import ClaimPreparer
     from nvtopo.kubelet.server import KubeletPlugin

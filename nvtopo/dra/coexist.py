@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from nvtopo.dra._kube import RESOURCE_SLICES, RawApi
 from nvtopo.exceptions import NvtopoError
+from nvtopo.kube.client import RESOURCE_SLICES, RawApi
+from nvtopo.kube.retry import KubeApiError, api_message
 
 __all__ = ["SharedGpuError", "check_no_shared_gpus", "slice_uuids"]
 
@@ -46,13 +47,18 @@ def check_no_shared_gpus(
         ours |= slice_uuids(manifest)
     if not ours:
         return
+    from kubernetes.client.exceptions import ApiException
+
     api = RawApi(api_client)
+    what = f"list ResourceSlices of node {node}"
+    try:
+        found = list(api.list(RESOURCE_SLICES, what=what, field_selector=f"spec.nodeName={node}"))
+    except ApiException as exc:
+        if exc.status == 403:
+            return  # no list permission at all: the publish that follows says so in its words
+        raise KubeApiError(f"{what}: {api_message(exc)}", status=exc.status) from None
     shared: dict[str, set[str]] = {}
-    for other in api.list(
-        RESOURCE_SLICES,
-        what=f"list ResourceSlices of node {node}",
-        field_selector=f"spec.nodeName={node}",
-    ):
+    for other in found:
         theirs = (other.get("spec") or {}).get("driver")
         if theirs == driver or not theirs:
             continue

@@ -16,6 +16,7 @@ from functools import partial
 
 from nvtopo.dra.attributes import device_name
 from nvtopo.model import Gpu, NodeTopology
+from nvtopo.model.health import link_problems
 
 __all__ = ["DeviceStatus", "HealthFeed", "gpu_status"]
 
@@ -32,14 +33,14 @@ class DeviceStatus:
 
 
 def gpu_status(gpu: Gpu, now: float) -> DeviceStatus:
-    """The health of one GPU: down or degraded NVLinks and fabric health, named."""
-    problems = []
-    bad = gpu.degraded_links
-    if bad:
-        links = ", ".join(f"{link.link} ({link.state})" for link in bad)
-        problems.append(f"NVLinks not up: {links}")
+    """The health of one GPU: NVLinks not up, and fabric health, in the model's words.
+
+    A GPU outside any multi-node domain (no fabric, or a fabric still being set up) is not
+    unhealthy for that: it serves single-node work. Fabric health Unhealthy is.
+    """
+    problems = list(link_problems(gpu))
     if gpu.fabric is not None and gpu.fabric.health == "unhealthy":
-        problems.append("fabric health unhealthy")
+        problems.append("fabric health Unhealthy")
     return DeviceStatus(device_name(gpu), not problems, "; ".join(problems), now)
 
 

@@ -50,7 +50,7 @@ class ClaimPreparer:
     Parameters
     ----------
     api
-        A :class:`~nvtopo.dra._kube.RawApi` (reads ``ResourceClaim`` objects).
+        A :class:`~nvtopo.kube.client.RawApi` (reads ``ResourceClaim`` objects).
     topology
         This node's GPUs; their device names are ``gpu-<minor>`` as the publisher names them.
     node
@@ -100,7 +100,7 @@ class ClaimPreparer:
     def _read_claim(self, namespace: str, name: str, uid: str) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
 
-        from nvtopo.dra.retry import api_message
+        from nvtopo.kube.retry import api_message
 
         path = (
             f"/apis/resource.k8s.io/v1/namespaces/{quote(namespace, safe='')}"

@@ -13,7 +13,7 @@ import yaml
 
 import nvtopo
 from nvtopo.cli.kubelet_plugin import kubelet_plugin
-from nvtopo.dra._kube import RESOURCE_SLICES, RawApi
+from nvtopo.kube.client import RESOURCE_SLICES, RawApi
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import nvtopo
-from nvtopo.dra._kube import RawApi
+from nvtopo.kube.client import RawApi
 from tests.kubelet.conftest import Plugin
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
@@ -310,7 +310,7 @@ def test_a_gpu_whose_nvlinks_go_down_reaches_the_kubelet_as_unhealthy(
 ) -> None:
     from dataclasses import replace
 
-    from nvtopo.jsonio import node_to_json
+    from nvtopo.formats.jsonio import node_to_json
 
     topology = nvtopo.system(SYSTEM)
     source = kubelet_dirs["plugin"].parent / "node.json"
@@ -336,6 +336,6 @@ def test_a_gpu_whose_nvlinks_go_down_reaches_the_kubelet_as_unhealthy(
                 break
             deadline -= 1
         assert [(u["pool"], u["device"]) for u in sick] == [(NODE, "gpu-6")]
-        assert sick[0]["message"].startswith("NVLinks not up: 0 (down), 1 (down)")
+        assert sick[0]["message"] == "NVLinks 0, 1 down"
     finally:
         plugin.stop()

@@ -151,7 +151,7 @@ def test_health_feed_streams_changes_only() -> None:
     assert [s.device for s in changed] == ["gpu-3"]
     batch = next(stream)
     assert [(s.device, s.healthy) for s in batch] == [("gpu-3", False)]
-    assert "NVLinks not up: 0 (down)" in batch[0].message
+    assert batch[0].message == "NVLink 0 down"
     sick = replace(t.gpu(0), fabric=Fabric(health="unhealthy"))
     assert not feed.update(t.replace_gpus(sick if x.index == 0 else x for x in t.gpus))[0].healthy
     feed.close()

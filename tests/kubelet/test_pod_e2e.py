@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import nvtopo
-from nvtopo.dra._kube import RawApi
+from nvtopo.kube.client import RawApi
 from tests.kubelet.conftest import Plugin
 from tests.kubelet.node import POD_IMAGE, node
 
