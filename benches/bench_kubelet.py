@@ -19,6 +19,7 @@ real node, so the times are an upper bound. DESIGN.md's target: ≤ 50 ms per cl
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import sys
@@ -87,6 +88,7 @@ def run(cfg: KubeletConfig = FULL) -> Section:
     from tests.k8s.conftest import controlplane
 
     section = Section("Kubelet plugin: `NodePrepareResources` per claim (`nvtopo kubelet-plugin`)")
+    load = os.getloadavg()[0]
     topology = nvtopo.system("dgx-h100")
     samples: dict[str, list[float]] = {"prepare": [], "again": [], "unprepare": []}
     with tempfile.TemporaryDirectory(prefix="nvtopo-bench-kp-", dir="/tmp") as tmp:
@@ -172,6 +174,8 @@ def run(cfg: KubeletConfig = FULL) -> Section:
                 "the CDI spec on tmpfs (as /var/run/cdi is on a node), the checkpoint on this "
                 "machine's disk, which the other jobs on this machine share; the checkpoint's "
                 "two fsyncs are most of a first prepare's time and all of its tail.",
+                f"Load average when the run started: {load:.1f} (other jobs on this machine); "
+                "the repeated prepare does no I/O, so its tail is the machine's.",
             ),
         )
     )
