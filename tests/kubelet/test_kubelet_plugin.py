@@ -76,9 +76,11 @@ def _host_cdi(directory: Path, uuids: list[str]) -> None:
 
 
 def _plugin(apiserver: Any, dirs: dict[str, Path], *extra: str, **env: str) -> Plugin:
+    # A repeated --source merges reports of one node: give the default only when none is.
+    given = any(arg.startswith("--source") for arg in extra)
     return Plugin(
         [
-            f"--source=system:{SYSTEM}",
+            *([] if given else [f"--source=system:{SYSTEM}"]),
             f"--node={NODE}",
             f"--driver={DRIVER}",
             f"--kubeconfig={apiserver.kubeconfig}",
@@ -314,7 +316,13 @@ def test_a_gpu_whose_nvlinks_go_down_reaches_the_kubelet_as_unhealthy(
 
     topology = nvtopo.system(SYSTEM)
     source = kubelet_dirs["plugin"].parent / "node.json"
-    source.write_text(json.dumps(node_to_json(topology)))
+
+    def capture(t: Any) -> str:
+        doc = node_to_json(t)
+        doc.pop("system", None)  # a capture of this node, not the catalog's system
+        return json.dumps(doc)
+
+    source.write_text(capture(topology))
     _host_cdi(kubelet_dirs["hostcdi"], _uuids())
     plugin = _plugin(apiserver, kubelet_dirs, f"--source=file:{source}", "--interval=0.2")
     plugin.start()
@@ -324,9 +332,10 @@ def test_a_gpu_whose_nvlinks_go_down_reaches_the_kubelet_as_unhealthy(
         first = kubelet.ask("health 20")["updates"]
         assert {u["health"] for u in first} == {"HEALTHY"} and len(first) == 8
         gpu = topology.gpu(6)
-        down = replace(gpu, nvlinks=tuple(replace(x, state="down") for x in gpu.nvlinks[:2]))
+        links = tuple(replace(x, state="down") if x.link < 2 else x for x in gpu.nvlinks)
+        down = replace(gpu, nvlinks=links)
         broken = topology.replace_gpus(down if g.index == 6 else g for g in topology.gpus)
-        source.write_text(json.dumps(node_to_json(broken)))
+        source.write_text(capture(broken))
         assert plugin.event("health")["device"] == "gpu-6"
         deadline = 50
         while deadline:
