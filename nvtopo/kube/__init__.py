@@ -1,0 +1,1 @@
+"""Kubernetes: the one client, retries, reading the cluster back, the watched view."""
