@@ -16,6 +16,7 @@ from nvtopo.cli.dump import dump
 from nvtopo.cli.imex import imex
 from nvtopo.cli.place import place
 from nvtopo.cli.publish import publish
+from nvtopo.cli.serve import serve
 from nvtopo.cli.slices import claim, slices
 from nvtopo.cli.systems import systems
 from nvtopo.exceptions import NvtopoError
@@ -37,6 +38,7 @@ cli.add_command(claim)
 cli.add_command(publish)
 cli.add_command(compute_domain)
 cli.add_command(imex)
+cli.add_command(serve)
 
 
 def main(argv: list[str] | None = None) -> int:
