@@ -162,7 +162,7 @@ class PlacementServicer(pb_grpc.PlacementServiceServicer):  # type: ignore[misc]
             left = context.time_remaining()
             tick = _WATCH_TICK if left is None else min(_WATCH_TICK, max(0.0, left))
             if tick <= 0:
-                return
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the stream's deadline passed")
             now = self.state.wait_change(sent, tick)
             if now != sent:
                 version, loads, free, held = self.state.capacity()
