@@ -112,10 +112,12 @@ def serve(
             pass
         if feed.synced.is_set():
             server.ready()
-    n = state.cluster
-    click.echo(
-        f"nvtopo serve: serving {len(n.nodes)} nodes, {len(n.cliques)} cliques on {where}", err=True
-    )
+    if not stop.is_set():
+        n = state.cluster
+        click.echo(
+            f"nvtopo serve: serving {len(n.nodes)} nodes, {len(n.cliques)} cliques on {where}",
+            err=True,
+        )
     while not stop.wait(0.5):
         pass
     click.echo("nvtopo serve: stopping (calls in flight may finish)", err=True)

@@ -19,7 +19,7 @@ from nvtopo.service import Client, PlacementServer, PlacementState, ServiceError
 from nvtopo.service._proto import placement_pb2 as pb
 from nvtopo.service._proto import placement_pb2_grpc as pb_grpc
 
-from .conftest import Served, start_serve
+from .serving import Served, start_serve
 
 OK = pb.PlacementRequest(gpus=4, nodes=1, domain=pb.DOMAIN_REQUIRED)
 

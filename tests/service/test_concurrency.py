@@ -17,7 +17,7 @@ import pytest
 
 from nvtopo.service import Client, Held, ServiceError
 
-from .conftest import start_serve
+from .serving import start_serve
 
 CLIENTS = 64
 SECONDS = 6.0

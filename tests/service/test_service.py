@@ -167,7 +167,7 @@ def test_socket_is_0660(served: Served) -> None:
 
 
 def test_sigterm_ends_streams_and_exits_cleanly(served: Served) -> None:
-    from .conftest import start_serve
+    from .serving import start_serve
 
     s = start_serve(["--source", "system:gb200-nvl72x2", "--grace", "2"], served.socket.parent)
     with Client(s.target) as c:
