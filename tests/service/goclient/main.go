@@ -5,6 +5,8 @@
 // pytest that built it compares with nvtopo.place on the same cluster:
 //
 //	goclient -target unix:/path/to.sock -gpus 16 -nodes 4 -domain required
+//
+// With -bench-clients N it is the load generator of benches/bench_service.py instead.
 package main
 
 import (
@@ -72,10 +74,16 @@ func main() {
 	gpus := flag.Int("gpus", 16, "GPUs to place")
 	nodes := flag.Int("nodes", 4, "nodes to place on (0: as few as possible)")
 	domain := flag.String("domain", "required", "required, preferred or none")
+	benchClients := flag.Int("bench-clients", 0, "instead of the script: this many callers of Place (dry run)")
+	benchSeconds := flag.Float64("bench-seconds", 5, "how long -bench-clients call")
 	flag.Parse()
 	d, ok := domains[*domain]
 	if !ok {
 		fail("-domain %q: want required, preferred or none", *domain)
+	}
+	if *benchClients > 0 {
+		benchPlace(*target, &pb.PlacementRequest{Gpus: int32(*gpus), Nodes: int32(*nodes), Domain: d}, *benchClients, *benchSeconds)
+		return
 	}
 	conn, err := grpc.NewClient(*target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
