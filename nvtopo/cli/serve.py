@@ -61,7 +61,7 @@ def serve(
     and has none, so GPUs reserved before the restart (and not yet claimed) can be promised
     again.
     """
-    from nvtopo.cluster import Cluster, ClusterNode
+    from nvtopo.model import Cluster, ClusterNode
     from nvtopo.service.server import PlacementServer, Tls
     from nvtopo.service.state import PlacementState
 

@@ -45,13 +45,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from nvtopo.cluster import Cluster, ClusterNode
-from nvtopo.dra._kube import RESOURCE_CLAIMS, RESOURCE_SLICES, RawApi
 from nvtopo.dra.attributes import device_name
-from nvtopo.dra.readback import COMPUTE_DOMAIN_DRIVER, allocated_devices, cluster_from_objects
-from nvtopo.dra.retry import RetryPolicy, api_message
 from nvtopo.dra.slices import DEFAULT_DRIVER
 from nvtopo.exceptions import NvtopoError
+from nvtopo.kube.client import RESOURCE_CLAIMS, RESOURCE_SLICES, RawApi
+from nvtopo.kube.readback import COMPUTE_DOMAIN_DRIVER, allocated_devices, cluster_from_objects
+from nvtopo.kube.retry import RetryPolicy, api_message
+from nvtopo.model import Cluster, ClusterNode
 
 __all__ = ["ClusterView", "Snapshot"]
 

@@ -23,8 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from nvtopo.cluster import ClusterNode
-from nvtopo.model import ZERO_CLUSTER_UUID
+from nvtopo.model import ZERO_CLUSTER_UUID, ClusterNode
 from nvtopo.place import Placement, PlacementRequest
 
 __all__ = ["CliqueVerdict", "Verdict", "explain_cliques"]
@@ -52,8 +51,14 @@ class CliqueVerdict:
 
 
 def _declared(n: ClusterNode) -> str | None:
-    c = n.clique if n.clique is not None else n.topology.clique
-    return None if c is None or c.startswith(ZERO_CLUSTER_UUID) else c
+    """The clique the node says it is in, before the health rule (file, label, or GPUs)."""
+    if n.clique is not None:
+        return None if n.clique.startswith(ZERO_CLUSTER_UUID) else n.clique
+    for g in n.topology.gpus:
+        f = g.fabric
+        if f is not None and f.cluster_uuid != ZERO_CLUSTER_UUID:
+            return f"{f.cluster_uuid}.{f.clique_id}"
+    return None
 
 
 def explain_cliques(
@@ -110,7 +115,8 @@ def explain_cliques(
         verdict: Verdict
         if not healthy:
             verdict = "unhealthy_fabric"
-            reason = f"the fabric of all {len(members)} nodes rules the clique out"
+            why = members[0].verdict.reason or "fabric not ready"
+            reason = f"no node counts in it; {members[0].name}: {why}"
         elif clique in used:
             verdict, reason = "taken", "the placement uses this clique"
         elif fits(eligible):

@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.exceptions import InfeasibleError, NvtopoError, SelectionError
+from nvtopo.model import Cluster, ClusterNode
 from nvtopo.place import ClusterState, Placement, PlacementRequest
 from nvtopo.service.explain import CliqueVerdict, explain_cliques
 

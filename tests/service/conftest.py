@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import nvtopo
-from nvtopo.jsonio import cluster_to_json
+from nvtopo.formats.jsonio import cluster_to_json
 
 from .serving import Served, start_serve
 
