@@ -124,9 +124,12 @@ class PlacementServer:
         )
         self.port = 0
         if self.socket is not None:
-            self.socket.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                self.socket.unlink()  # left by a server that was killed
+            try:
+                self.socket.parent.mkdir(parents=True, exist_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    self.socket.unlink()  # left by a server that was killed
+            except OSError as exc:
+                raise NvtopoError(f"unix socket {self.socket}: {exc.strerror}") from None
             if not self.server.add_insecure_port(f"unix:{self.socket}"):
                 raise NvtopoError(f"cannot listen on unix socket {self.socket}")
         if tcp is not None:

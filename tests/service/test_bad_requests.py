@@ -194,3 +194,22 @@ def test_tcp_needs_tls_and_mtls_checks_clients(tmp_path: Path) -> None:
             assert refused.value.code == grpc.StatusCode.UNAVAILABLE
     finally:
         server.stop(0)
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--source", "file:/no/such.json"], "/no/such.json: no such file"),
+        (["--socket", "/proc/no/such/dir/p.sock"], "unix socket /proc/no/such/dir/p.sock:"),
+        (["--tls-cert", "a.pem"], "--tls-cert and --tls-key go together"),
+        (["--socket", "", "--tcp", "127.0.0.1:0", "--tls-cert", "/no/c.pem", "--tls-key",
+          "/no/k.pem"], "TLS: cannot read /no/"),
+    ],
+)  # fmt: skip
+def test_serve_refuses_bad_options_in_one_line(args: list[str], line: str) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "nvtopo", "serve", "--source", "system:dgx-h100", *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 1 and run.stderr.count("\n") == 1, run.stderr
+    assert line in run.stderr
