@@ -59,6 +59,7 @@ log = logging.getLogger("nvtopo.kube.view")
 
 _PAGE = 500
 _WATCH_SECONDS = 240  # server-side end of one watch request; the loop then watches again
+_MIN_WATCH = 0.5  # seconds: a watch that ended sooner waits this long before the next
 _Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped slices
 
 
@@ -341,8 +342,12 @@ class ClusterView:
                     if left <= 0:
                         need_list = True
                         break
+                    began = time.monotonic()
                     self._watch(store, min(left, _WATCH_SECONDS))
                     failures = 0
+                    if time.monotonic() - began < _MIN_WATCH:
+                        # A server that ends watches at once must not be asked in a hot loop.
+                        self._stop.wait(_MIN_WATCH)
             except _Gone:
                 self.stats["gone"] += 1
                 log.info("%s: resourceVersion expired, listing again", store.what)
