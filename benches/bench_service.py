@@ -139,7 +139,9 @@ def run(cfg: ServiceConfig = FULL) -> Section:
             (
                 "Server and load generator share the machine's cores. The in-process row is "
                 "the same request on the same state without gRPC, so the difference is the "
-                "RPC (protobuf, HTTP/2, the server's threads and Python's GIL).",
+                "RPC (protobuf, HTTP/2, the server's threads and Python's GIL). Each client "
+                "calls again as soon as it has its answer, so with N clients the latency is "
+                "about N / (calls/s): p99 ≤ 1 ms at 64 clients would take some 64,000 calls/s.",
             ),
         )
     )
