@@ -11,7 +11,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml 2>/dev/null) pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: help demo test test-rust test-python lint fmt bench build readme k8s-env mpi-env torch-env kubelet-proto clean
+.PHONY: help demo test test-rust test-python lint fmt bench build readme k8s-env mpi-env torch-env kubelet-proto proto clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -93,6 +93,9 @@ kubelet-proto: $(VENV)/.deps ## copy the kubelet's DRA protos (k8s.io/kubelet Go
 
 bench: build ## run the benchmarks and rewrite benches/RESULTS.md
 	$(PY) benches/run.py
+
+proto: $(VENV)/.deps ## regenerate the checked-in gRPC stubs (nvtopo/service/_proto) from proto/
+	$(PY) scripts/proto.py
 
 readme: build ## rerun the README's examples and write their real output into it
 	$(PY) scripts/readme.py --update

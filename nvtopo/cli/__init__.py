@@ -20,6 +20,7 @@ from nvtopo.cli.kubelet_plugin import kubelet_plugin
 from nvtopo.cli.launch import launch
 from nvtopo.cli.place import place
 from nvtopo.cli.publish import publish
+from nvtopo.cli.serve import serve
 from nvtopo.cli.slices import claim, slices
 from nvtopo.cli.systems import systems
 from nvtopo.exceptions import NvtopoError, NvtopoWarning
@@ -44,6 +45,7 @@ cli.add_command(imex)
 cli.add_command(kubelet_plugin)
 cli.add_command(launch)
 cli.add_command(doctor)
+cli.add_command(serve)
 
 
 def _show_warning(message: Warning | str, *_args: object, **_kwargs: object) -> None:
