@@ -27,6 +27,7 @@ from benches import (  # noqa: E402
     bench_place,
     bench_publish,
     bench_select,
+    bench_service,
     bench_slices,
     trace,
 )
@@ -36,7 +37,7 @@ from benches._criterion import CriterionResult, run_criterion  # noqa: E402
 __all__ = ["main"]
 
 RESULTS = ROOT / "benches" / "RESULTS.md"
-PARTS = ("criterion", "core", "select", "place", "trace", "slices", "publish")
+PARTS = ("criterion", "core", "select", "place", "trace", "slices", "publish", "service")
 
 #: DESIGN.md targets, listed as not measured when no part of this run judged them.
 UNJUDGED = (
@@ -242,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                 section = trace.run(trace.QUICK if args.quick else trace.FULL)
             elif part == "slices":
                 section = bench_slices.run(bench_slices.QUICK if args.quick else bench_slices.FULL)
+            elif part == "service":
+                cfg_s = bench_service.QUICK if args.quick else bench_service.FULL
+                section = bench_service.run(cfg_s)
             else:
                 cfg = bench_publish.QUICK if args.quick else bench_publish.FULL
                 section = bench_publish.run(cfg)
