@@ -31,6 +31,20 @@ EXACT_GPUS: int
 class Selection:
     """The GPU set Contract 1 picked, with the measures it was compared by."""
 
+    def __new__(
+        cls,
+        gpus: Sequence[int],
+        bottleneck: int,
+        total: int,
+        numa_keys: int,
+        cut: int,
+        optimal: bool,
+        bottleneck_pair: tuple[int, int] | None,
+        bottleneck_path: str | None,
+        remaining: Sequence[int] = ...,
+        unknown_pairs: Sequence[tuple[int, int]] = ...,
+        gap: float = 0.0,
+    ) -> Selection: ...
     @property
     def gpus(self) -> tuple[int, ...]: ...
     @property

@@ -135,6 +135,44 @@ impl PySelection {
 
 #[pymethods]
 impl PySelection {
+    /// A selection from its fields (as another process or the placement service sent it).
+    #[new]
+    #[pyo3(signature = (
+        gpus, bottleneck, total, numa_keys, cut, optimal, bottleneck_pair, bottleneck_path,
+        remaining=Vec::new(), unknown_pairs=Vec::new(), gap=0.0
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        gpus: Vec<i64>,
+        bottleneck: u32,
+        total: u64,
+        numa_keys: u32,
+        cut: u64,
+        optimal: bool,
+        bottleneck_pair: Option<(i64, i64)>,
+        bottleneck_path: Option<String>,
+        remaining: Vec<i64>,
+        unknown_pairs: Vec<(i64, i64)>,
+        gap: f64,
+    ) -> PyResult<Self> {
+        Ok(PySelection {
+            gpus: PyTuple::new(py, &gpus)?.unbind(),
+            bottleneck,
+            total,
+            numa_keys,
+            cut,
+            optimal,
+            gap,
+            bottleneck_pair,
+            bottleneck_path,
+            remaining: PyTuple::new(py, &remaining)?.unbind(),
+            unknown: unknown_pairs,
+            ids: gpus,
+            rest: remaining,
+        })
+    }
+
     /// Pairs of the set whose path the source did not give (scored as `SYS`).
     #[getter]
     fn unknown_pairs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
