@@ -11,6 +11,7 @@ import sys
 import click
 
 from nvtopo._core import __version__
+from nvtopo.cli.allocator import allocator
 from nvtopo.cli.compute_domain import compute_domain
 from nvtopo.cli.dump import dump
 from nvtopo.cli.imex import imex
@@ -37,6 +38,7 @@ cli.add_command(claim)
 cli.add_command(publish)
 cli.add_command(compute_domain)
 cli.add_command(imex)
+cli.add_command(allocator)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,22 +49,26 @@ def _call(
 def ready_node(
     plane: ControlPlane, name: str, *, labels: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """Create Node ``name`` (with ``labels``), Ready, untainted, with ample allocatable."""
+    """Create Node ``name`` (with ``labels``), Ready, untainted, with ample allocatable.
+
+    A node that exists already is made so too (several tests may use one node name).
+    """
     path = f"/api/v1/nodes/{quote(name, safe='')}"
-    _call(
-        plane,
-        "POST",
-        "/api/v1/nodes",
-        {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": name,
-                "labels": {"kubernetes.io/hostname": name, **(labels or {})},
-            },
-        },
-        "application/json",
-    )
+    node_labels = {"kubernetes.io/hostname": name, **(labels or {})}
+    try:
+        _call(
+            plane,
+            "POST",
+            "/api/v1/nodes",
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": node_labels}},
+            "application/json",
+        )
+    except ControlPlaneError as exc:
+        if "HTTP 409" not in str(exc):
+            raise
+        # Made earlier in the session: the same node, with these labels added.
+        patch = {"metadata": {"labels": node_labels}}
+        _call(plane, "PATCH", path, patch, "application/merge-patch+json")
     condition = {
         "type": "Ready",
         "status": "True",
