@@ -31,6 +31,7 @@ from nvtopo.allocator.inventory import Inventory, TopologyCache, read_inventory
 from nvtopo.allocator.journal import Journal, decode, encode, verdict, written
 from nvtopo.allocator.plan import ClaimAllocation, GangPlan, plan_gang
 from nvtopo.dra._kube import RESOURCE_CLAIMS, RESOURCE_SLICES, RawApi
+from nvtopo.dra.readback import allocated_devices
 from nvtopo.dra.slices import DEFAULT_DRIVER
 from nvtopo.exceptions import InfeasibleError, NvtopoError, ParseError
 from nvtopo.place import ClusterState
@@ -286,8 +287,12 @@ class Allocator:
                 log.warning("%s: dropping it", exc)
                 journal = Journal((), ())
             acted = True
-            ours = {(p, d) for c in journal.claims for _, _, p, d in c.results}
-            if verdict(journal, claims, inventory.busy - ours) == "finish":
+            # Devices held by any claim outside the journal: the planned ones must not be.
+            mine = {(c.namespace, c.claim) for c in journal.claims}
+            busy = frozenset(
+                allocated_devices((c for k, c in claims.items() if k not in mine), self.driver)
+            )
+            if verdict(journal, claims, busy) == "finish":
                 self._write_claims(journal.claims, claims, result)
                 members = [
                     by_name[(namespace, n)] for n in journal.pods if (namespace, n) in by_name
