@@ -193,3 +193,20 @@ def test_gangs_on_sixty_four_half_full_racks(env: Env) -> None:
         for node in d.values():
             per_clique[clique[node]] = per_clique.get(clique[node], 0) + 1
         assert sorted(per_clique.values()) == [9, 9]
+
+
+def test_infeasible_request_is_answered_by_the_first_pass(env: Env) -> None:
+    node = f"dgx2-{env.namespace[-6:]}"
+    env.publish(nvtopo.Cluster((nvtopo.ClusterNode(node, nvtopo.system("dgx2-v100")),)))
+    env.occupy(node, ["gpu-3"])
+    env.template("sixteen", 16)
+    env.pod("wants-16", "sixteen")  # 16 GPUs, 15 free: the stock scheduler would wait 10 s
+    wait_for("the claim", lambda: env.claim_of(env.pods(["wants-16"])[0]))
+    result = env.allocator().run_once()
+    [(key, why)] = result.refused.items()
+    assert key == f"{env.namespace}/wants-16" and why
+    [pod] = env.pods(["wants-16"])
+    assert gated(pod) and not pod["spec"].get("nodeName")
+    [cond] = [c for c in pod["status"]["conditions"] if c["type"] == CONDITION]
+    assert cond["message"] == why
+    print(f"refused in one pass: {why}")
