@@ -30,10 +30,10 @@ from nvtopo.allocator.gang import (
 from nvtopo.allocator.inventory import Inventory, TopologyCache, read_inventory
 from nvtopo.allocator.journal import Journal, decode, encode, verdict, written
 from nvtopo.allocator.plan import ClaimAllocation, GangPlan, plan_gang
-from nvtopo.dra._kube import RESOURCE_CLAIMS, RESOURCE_SLICES, RawApi
-from nvtopo.dra.readback import allocated_devices
 from nvtopo.dra.slices import DEFAULT_DRIVER
 from nvtopo.exceptions import InfeasibleError, NvtopoError, ParseError
+from nvtopo.kube.client import RESOURCE_CLAIMS, RESOURCE_SLICES, RawApi
+from nvtopo.kube.readback import allocated_devices
 from nvtopo.place import ClusterState
 
 __all__ = ["CONDITION", "Allocator", "PassResult"]

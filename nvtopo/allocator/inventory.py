@@ -19,10 +19,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.dra.attributes import device_name
-from nvtopo.dra.readback import COMPUTE_DOMAIN_DRIVER, allocated_devices, cluster_from_objects
 from nvtopo.dra.slices import DEFAULT_DRIVER
+from nvtopo.kube.readback import COMPUTE_DOMAIN_DRIVER, allocated_devices, cluster_from_objects
+from nvtopo.model import Cluster, ClusterNode
 
 __all__ = ["Device", "Inventory", "TopologyCache", "read_inventory"]
 

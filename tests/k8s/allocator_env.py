@@ -25,9 +25,9 @@ from nvtopo.allocator import (
     Allocator,
 )
 from nvtopo.allocator.plan import allocation_result
-from nvtopo.cluster import Cluster
-from nvtopo.dra._kube import RESOURCE_CLAIMS, RESOURCE_SLICES, RawApi
 from nvtopo.dra.publish import cluster_slices
+from nvtopo.kube.client import RESOURCE_CLAIMS, RESOURCE_SLICES, RawApi
+from nvtopo.model import Cluster
 
 from .conftest import controlplane
 

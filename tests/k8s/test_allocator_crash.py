@@ -16,7 +16,7 @@ from kubernetes.client import ApiClient
 import nvtopo
 from nvtopo.allocator import JOURNAL_ANNOTATION
 from nvtopo.allocator.gang import gated
-from nvtopo.dra._kube import RawApi
+from nvtopo.kube.client import RawApi
 
 from .allocator_env import Env, devices_in_claims, make_env, wait_for
 

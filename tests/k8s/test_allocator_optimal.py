@@ -15,7 +15,7 @@ import pytest
 from kubernetes.client import ApiClient
 
 import nvtopo
-from nvtopo.dra._kube import RawApi
+from nvtopo.kube.client import RawApi
 
 from .allocator_env import Env, make_env, wait_for
 

@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 import nvtopo
 from nvtopo import dra
-from nvtopo.dra._kube import RESOURCE_SLICES, RawApi
+from nvtopo.kube.client import RESOURCE_SLICES, RawApi
 
 from .allocator_env import devices_in_claims, make_env, wait_for
 

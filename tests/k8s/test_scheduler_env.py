@@ -18,7 +18,7 @@ from kubernetes.client import ApiClient
 
 import nvtopo
 from nvtopo import dra
-from nvtopo.dra._kube import RESOURCE_SLICES, RawApi
+from nvtopo.kube.client import RESOURCE_SLICES, RawApi
 
 pytestmark = pytest.mark.k8s
 

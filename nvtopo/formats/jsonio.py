@@ -1,0 +1,418 @@
+"""The ``nvtopo.dev/v1`` JSON interchange format (kinds ``NodeTopology`` and ``Cluster``).
+
+Every model field round-trips. Documents are checked against the JSON Schema shipped in
+``nvtopo/formats/schema/nvtopo-v1.schema.json`` before they are read, so a malformed file gets one
+line naming the file and the JSON path of the first problem.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from nvtopo.exceptions import ParseError, TopologyError
+from nvtopo.model import Fabric, Gpu, GpuPair, Nic, NodeTopology, NvLink, NvSwitch, Platform
+from nvtopo.model.cluster import Cluster, ClusterNode
+
+__all__ = [
+    "API_VERSION",
+    "cluster_from_json",
+    "cluster_to_json",
+    "dumps",
+    "load_document",
+    "node_from_json",
+    "node_to_json",
+    "schema",
+]
+
+API_VERSION = "nvtopo.dev/v1"
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The JSON Schema of the format (draft 2020-12)."""
+    text = resources.files("nvtopo.formats").joinpath("schema/nvtopo-v1.schema.json").read_text()
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+@cache
+def _validator() -> Any:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(schema())
+
+
+def _parse(data: str | bytes | dict[str, Any], source: str) -> dict[str, Any]:
+    if isinstance(data, dict):
+        return data
+    try:
+        doc = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise ParseError(
+            f"invalid JSON at column {exc.colno}: {exc.msg}", source=source, line=exc.lineno
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"not UTF-8 text ({exc.reason})", source=source) from None
+    except RecursionError:
+        raise ParseError("JSON nested too deeply to be an nvtopo document", source=source) from None
+    if not isinstance(doc, dict):
+        raise ParseError(f"expected a JSON object, found {_JSON_TYPES[type(doc)]}", source=source)
+    return doc
+
+
+# What a JSON value that is not an object was, in JSON's own words.
+_JSON_TYPES: dict[type, str] = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _json_path(path: Any) -> str:
+    out = "$"
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def load_document(data: str | bytes | dict[str, Any], *, source: str = "<json>") -> dict[str, Any]:
+    """Parse and schema-check a document; return it as a dict."""
+    doc = _parse(data, source)
+    from jsonschema.exceptions import best_match
+
+    err = best_match(_validator().iter_errors(doc))
+    if err is not None:
+        message = err.message
+        if err.validator == "pattern" and err.schema is schema()["$defs"]["clique"]:
+            # The UUID regular expression says nothing to a reader; the expected shape does.
+            message = f"{err.instance!r} is not a clique id '<cluster UUID>.<clique id>'"
+        raise ParseError(f"{_json_path(err.absolute_path)}: {message}", source=source)
+    return doc
+
+
+# -- NodeTopology ---------------------------------------------------------------------------
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None and v != []}
+
+
+def _gpu_to_json(g: Gpu) -> dict[str, Any]:
+    return _drop_none(
+        {
+            "index": g.index,
+            "uuid": g.uuid,
+            "name": g.name,
+            "brand": g.brand,
+            "architecture": g.architecture,
+            "computeCapability": g.compute_capability,
+            "memoryMiB": g.memory_mib,
+            "pciBusId": g.pci_bus_id,
+            "pcieRoot": g.pcie_root,
+            "numaNode": g.numa_node,
+            "numaAffinity": list(g.numa_affinity),
+            "cpuAffinity": g.cpu_affinity,
+            "migMode": g.mig_mode,
+            "nvlinkGeneration": g.nvlink_generation,
+            "minor": g.minor,
+            "gpuNumaId": g.gpu_numa_id,
+            "nvlinks": [
+                _drop_none(
+                    {
+                        "link": n.link,
+                        "state": n.state,
+                        "version": n.version,
+                        "remoteType": n.remote_type,
+                        "remotePciBusId": n.remote_pci_bus_id,
+                        "remoteGpu": n.remote_gpu,
+                    }
+                )
+                for n in g.nvlinks
+            ],
+            "fabric": None
+            if g.fabric is None
+            else {
+                "clusterUuid": g.fabric.cluster_uuid,
+                "cliqueId": g.fabric.clique_id,
+                "state": g.fabric.state,
+                "status": g.fabric.status,
+                "health": g.fabric.health,
+                "healthMask": g.fabric.health_mask,
+            },
+            "platform": None
+            if g.platform is None
+            else _drop_none(
+                {
+                    "chassisSerial": g.platform.chassis_serial,
+                    "slot": g.platform.slot,
+                    "tray": g.platform.tray,
+                    "hostId": g.platform.host_id,
+                    "moduleId": g.platform.module_id,
+                }
+            ),
+        }
+    )
+
+
+def _gpu_from_json(d: dict[str, Any]) -> Gpu:
+    fabric = d.get("fabric")
+    platform = d.get("platform")
+    return Gpu(
+        index=d["index"],
+        uuid=d.get("uuid"),
+        name=d.get("name"),
+        brand=d.get("brand"),
+        architecture=d.get("architecture"),
+        compute_capability=d.get("computeCapability"),
+        memory_mib=d.get("memoryMiB"),
+        pci_bus_id=d.get("pciBusId"),
+        pcie_root=d.get("pcieRoot"),
+        numa_node=d.get("numaNode"),
+        numa_affinity=tuple(d.get("numaAffinity", ())),
+        cpu_affinity=d.get("cpuAffinity"),
+        mig_mode=d.get("migMode"),
+        nvlink_generation=d.get("nvlinkGeneration"),
+        minor=d.get("minor"),
+        gpu_numa_id=d.get("gpuNumaId"),
+        nvlinks=tuple(
+            NvLink(
+                link=n["link"],
+                state=n.get("state", "up"),
+                version=n.get("version"),
+                remote_type=n.get("remoteType", "unknown"),
+                remote_pci_bus_id=n.get("remotePciBusId"),
+                remote_gpu=n.get("remoteGpu"),
+            )
+            for n in d.get("nvlinks", ())
+        ),
+        fabric=None
+        if fabric is None
+        else Fabric(
+            cluster_uuid=fabric.get("clusterUuid", Fabric.cluster_uuid),
+            clique_id=fabric.get("cliqueId", 0),
+            state=fabric.get("state", "not_supported"),
+            status=fabric.get("status", "success"),
+            health=fabric.get("health", "unknown"),
+            health_mask=fabric.get("healthMask", 0),
+        ),
+        platform=None
+        if platform is None
+        else Platform(
+            chassis_serial=platform.get("chassisSerial"),
+            slot=platform.get("slot"),
+            tray=platform.get("tray"),
+            host_id=platform.get("hostId"),
+            module_id=platform.get("moduleId"),
+        ),
+    )
+
+
+def _node_body(t: NodeTopology) -> dict[str, Any]:
+    return _drop_none(
+        {
+            "name": t.name,
+            "system": t.system,
+            "driverVersion": t.driver_version,
+            "cudaVersion": t.cuda_version,
+            "numaCpus": {str(k): v for k, v in sorted(t.numa_cpus.items())} or None,
+            "gpus": [_gpu_to_json(g) for g in t.gpus],
+            "pairs": [
+                _drop_none(
+                    {
+                        "a": p.a,
+                        "b": p.b,
+                        "nvlinks": p.nvlinks,
+                        "pcie": p.pcie,
+                        "viaNvswitch": p.via_nvswitch or None,
+                        "nvlinksDown": p.nvlinks_down or None,
+                    }
+                )
+                for p in t.pairs
+            ],
+            "nvswitches": [
+                _drop_none(
+                    {
+                        "id": s.id,
+                        "pciBusId": s.pci_bus_id,
+                        "gpuLinks": [list(x) for x in s.gpu_links],
+                    }
+                )
+                for s in t.nvswitches
+            ],
+            "nics": [
+                _drop_none(
+                    {
+                        "name": n.name,
+                        "device": n.device,
+                        "pciBusId": n.pci_bus_id,
+                        "numaNode": n.numa_node,
+                        "gpuPaths": list(n.gpu_paths),
+                    }
+                )
+                for n in t.nics
+            ],
+        }
+    )
+
+
+def _node_from_body(d: dict[str, Any], source: str) -> NodeTopology:
+    try:
+        return NodeTopology(
+            gpus=tuple(_gpu_from_json(g) for g in d["gpus"]),
+            pairs=tuple(
+                GpuPair(
+                    a=p["a"],
+                    b=p["b"],
+                    nvlinks=p.get("nvlinks", 0),
+                    pcie=p.get("pcie"),
+                    via_nvswitch=p.get("viaNvswitch", False),
+                    nvlinks_down=p.get("nvlinksDown", 0),
+                )
+                for p in d.get("pairs", ())
+            ),
+            nvswitches=tuple(
+                NvSwitch(
+                    id=s["id"],
+                    pci_bus_id=s.get("pciBusId"),
+                    gpu_links=tuple((int(x[0]), int(x[1])) for x in s.get("gpuLinks", ())),
+                )
+                for s in d.get("nvswitches", ())
+            ),
+            nics=tuple(
+                Nic(
+                    name=n["name"],
+                    device=n.get("device"),
+                    pci_bus_id=n.get("pciBusId"),
+                    numa_node=n.get("numaNode"),
+                    gpu_paths=tuple(n.get("gpuPaths", ())),
+                )
+                for n in d.get("nics", ())
+            ),
+            name=d.get("name"),
+            system=d.get("system"),
+            driver_version=d.get("driverVersion"),
+            cuda_version=d.get("cudaVersion"),
+            numa_cpus={int(k): v for k, v in d.get("numaCpus", {}).items()},
+        )
+    except TopologyError as exc:
+        raise ParseError(str(exc), source=source) from None
+
+
+def node_to_json(t: NodeTopology) -> dict[str, Any]:
+    """The ``NodeTopology`` document of ``t``."""
+    return {"apiVersion": API_VERSION, "kind": "NodeTopology", **_node_body(t)}
+
+
+def node_from_json(
+    data: str | bytes | dict[str, Any], *, source: str = "<json>", validate: bool = True
+) -> NodeTopology:
+    """Read a ``NodeTopology`` document.
+
+    ``validate=False`` skips the JSON Schema check (about 50× faster) for documents nvtopo
+    wrote itself; a document that is not well formed then raises ``KeyError``/``TypeError``.
+    """
+    if not validate and isinstance(data, dict):
+        return _node_from_body(data, source)
+    doc = load_document(data, source=source)
+    if doc["kind"] != "NodeTopology":
+        raise ParseError(f"kind is {doc['kind']}, expected NodeTopology", source=source)
+    return _node_from_body(doc, source)
+
+
+# -- Cluster --------------------------------------------------------------------------------
+
+
+def cluster_to_json(c: Cluster) -> dict[str, Any]:
+    """The ``Cluster`` document of ``c``; topologies shared by several nodes are written once."""
+    refs: dict[int, str] = {}
+    topologies: dict[str, Any] = {}
+    counts: dict[int, int] = {}
+    for n in c.nodes:
+        counts[id(n.topology)] = counts.get(id(n.topology), 0) + 1
+    nodes = []
+    for n in c.nodes:
+        entry: dict[str, Any] = {"name": n.name}
+        key = id(n.topology)
+        if counts[key] > 1:
+            if key not in refs:
+                refs[key] = f"t{len(refs)}"
+                topologies[refs[key]] = _node_body(n.topology)
+            entry["topologyRef"] = refs[key]
+        else:
+            entry["topology"] = _node_body(n.topology)
+        if n.clique is not None:
+            entry["clique"] = n.clique
+        if n.free_gpus is not None:
+            entry["freeGpus"] = list(n.free_gpus)
+        if n.in_compute_domain:
+            entry["inComputeDomain"] = True
+        nodes.append(entry)
+    doc: dict[str, Any] = {"apiVersion": API_VERSION, "kind": "Cluster"}
+    if c.name is not None:
+        doc["name"] = c.name
+    if topologies:
+        doc["topologies"] = topologies
+    doc["nodes"] = nodes
+    return doc
+
+
+def cluster_from_json(data: str | bytes | dict[str, Any], *, source: str = "<json>") -> Cluster:
+    """Read a ``Cluster`` document (a ``NodeTopology`` document reads as a one-node cluster)."""
+    doc = load_document(data, source=source)
+    if doc["kind"] == "NodeTopology":
+        t = _node_from_body(doc, source)
+        return Cluster((ClusterNode(name=t.name or "node0", topology=t),), name=t.name)
+    shared = {k: _node_from_body(v, source) for k, v in doc.get("topologies", {}).items()}
+    catalog: dict[str, NodeTopology] = {}
+    nodes = []
+    for i, n in enumerate(doc["nodes"]):
+        where = f"$.nodes[{i}] ({n['name']})"
+        if "topology" in n:
+            topo = _node_from_body(n["topology"], source)
+        elif "topologyRef" in n:
+            if n["topologyRef"] not in shared:
+                raise ParseError(
+                    f"{where}: topologyRef {n['topologyRef']!r} is not in $.topologies",
+                    source=source,
+                )
+            topo = shared[n["topologyRef"]]
+        else:
+            name = n["system"]
+            if name not in catalog:
+                from nvtopo.catalog import system
+
+                try:
+                    catalog[name] = system(name)
+                except TopologyError as exc:
+                    raise ParseError(f"{where}: {exc}", source=source) from None
+                except KeyError as exc:
+                    raise ParseError(f"{where}: {exc}", source=source) from None
+            topo = catalog[name]
+        free = n.get("freeGpus")
+        try:
+            nodes.append(
+                ClusterNode(
+                    name=n["name"],
+                    topology=topo,
+                    clique=n.get("clique"),
+                    free_gpus=None if free is None else tuple(free),
+                    in_compute_domain=n.get("inComputeDomain", False),
+                )
+            )
+        except TopologyError as exc:
+            raise ParseError(f"{where}: {exc}", source=source) from None
+    try:
+        return Cluster(tuple(nodes), name=doc.get("name"))
+    except TopologyError as exc:
+        raise ParseError(str(exc), source=source) from None
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    """Pretty JSON text with a trailing newline."""
+    return json.dumps(doc, indent=2) + "\n"

@@ -1,0 +1,377 @@
+"""The topology model: what one node's GPUs, NVLinks, NVSwitches, NICs and NUMA look like.
+
+Every public type here is a frozen dataclass. GPU ids are the plain ``int`` indices NVML and
+``nvidia-smi`` use. A pair of GPUs is described once (``i < j``) by :class:`GpuPair`; the
+path class of a pair is ``NV<n>`` when it has working NVLinks, else its PCIe class.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+from nvtopo.exceptions import TopologyError
+from nvtopo.model.health import ZERO_CLUSTER_UUID, fabric_problem, node_clique
+
+__all__ = [
+    "MAX_NVLINKS",
+    "PCIE_CLASSES",
+    "Fabric",
+    "Gpu",
+    "GpuPair",
+    "LinkState",
+    "Nic",
+    "NodeTopology",
+    "NvLink",
+    "NvSwitch",
+    "PcieClass",
+    "Platform",
+    "RemoteType",
+    "nvlink_bandwidth",
+    "parse_path_class",
+]
+
+#: PCIe path classes of ``nvidia-smi topo -m``, best first.
+PcieClass = Literal["PIX", "PXB", "PHB", "NODE", "SYS"]
+PCIE_CLASSES: tuple[PcieClass, ...] = ("PIX", "PXB", "PHB", "NODE", "SYS")
+LinkState = Literal["up", "down", "degraded"]
+RemoteType = Literal["gpu", "nvswitch", "cpu", "unknown"]
+FabricState = Literal["not_supported", "not_started", "in_progress", "completed"]
+FabricHealth = Literal["healthy", "degraded", "unhealthy", "unknown"]
+
+
+# GB/s per direction of one NVLink, by NVLink generation (1 = P100 ... 5 = Blackwell).
+_NVLINK_GBPS = {1: 20, 2: 25, 3: 25, 4: 25, 5: 50}
+_NVLINK_GBPS_UNKNOWN = 25
+
+_NV_RE = re.compile(r"^NV(\d+)$")
+
+#: Most bonded NVLinks a GPU pair may have. Real GPUs have at most 18 links each; the
+#: bound refuses corrupted counts before they reach the core's fixed-width scores.
+MAX_NVLINKS = 64
+
+
+def nvlink_bandwidth(generation: int | None) -> int:
+    """GB/s per direction of one NVLink of ``generation`` (25 when unknown).
+
+    Examples
+    --------
+    >>> nvlink_bandwidth(5), nvlink_bandwidth(None)
+    (50, 25)
+    """
+    return _NVLINK_GBPS.get(generation or 0, _NVLINK_GBPS_UNKNOWN)
+
+
+def parse_path_class(text: str) -> tuple[PcieClass | None, int]:
+    """Split a ``topo -m`` cell into ``(pcie_class, nvlinks)``.
+
+    ``SOC`` (older drivers) reads as ``SYS``; ``NV12`` gives ``(None, 12)``.
+
+    Examples
+    --------
+    >>> parse_path_class("NV18"), parse_path_class("SOC")
+    ((None, 18), ('SYS', 0))
+    """
+    cell = text.strip().upper()
+    match = _NV_RE.match(cell)
+    if match:
+        count = int(match.group(1))
+        if not 1 <= count <= MAX_NVLINKS:
+            raise TopologyError(
+                f"{text.strip()!r}: an NVLink bond has 1 to {MAX_NVLINKS} links, not {count}"
+            )
+        return None, count
+    if cell == "SOC":
+        return "SYS", 0
+    if cell in PCIE_CLASSES:
+        return cell, 0  # type: ignore[return-value]
+    raise TopologyError(f"unknown path class {text!r} (expected NV#, PIX, PXB, PHB, NODE or SYS)")
+
+
+@dataclass(frozen=True)
+class NvLink:
+    """One NVLink of a GPU, as NVML reports it."""
+
+    link: int
+    state: LinkState = "up"
+    version: int | None = None
+    remote_type: RemoteType = "unknown"
+    remote_pci_bus_id: str | None = None
+    remote_gpu: int | None = None
+
+
+@dataclass(frozen=True)
+class Fabric:
+    """Multi-node NVLink fabric info of a GPU (``nvmlDeviceGetGpuFabricInfoV``)."""
+
+    cluster_uuid: str = ZERO_CLUSTER_UUID
+    clique_id: int = 0
+    state: FabricState = "not_supported"
+    #: NVML's fabric status, an ``nvmlReturn_t`` name in snake case (``insufficient_resources``).
+    status: str = "success"
+    health: FabricHealth = "unknown"
+    health_mask: int = 0
+
+    @property
+    def clique(self) -> str | None:
+        """``"<clusterUUID>.<cliqueId>"`` when the GPU may join a multi-node domain, else None
+        (the rule: :func:`nvtopo.model.health.fabric_problem`)."""
+        if fabric_problem(self) is not None:
+            return None
+        return f"{self.cluster_uuid}.{self.clique_id}"
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Where a GPU sits in its rack (``nvmlDeviceGetPlatformInfo``), where the GPU has it."""
+
+    chassis_serial: str | None = None
+    slot: int | None = None
+    tray: int | None = None
+    host_id: int | None = None
+    module_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One GPU of a node."""
+
+    index: int
+    uuid: str | None = None
+    name: str | None = None
+    brand: str | None = None
+    architecture: str | None = None
+    compute_capability: str | None = None
+    memory_mib: int | None = None
+    pci_bus_id: str | None = None
+    pcie_root: str | None = None
+    numa_node: int | None = None
+    #: CPU NUMA nodes near this GPU (NVML memory affinity / ``NUMA Affinity`` column).
+    numa_affinity: tuple[int, ...] = ()
+    #: CPU list near this GPU, Linux cpulist notation (``"0-55,112-167"``).
+    cpu_affinity: str | None = None
+    mig_mode: bool | None = None
+    nvlink_generation: int | None = None
+    nvlinks: tuple[NvLink, ...] = ()
+    fabric: Fabric | None = None
+    platform: Platform | None = None
+    minor: int | None = None
+    #: NUMA node of the GPU's own memory where the OS sees it as one (C2C systems such as
+    #: GB200: the ``GPU NUMA ID`` column of ``nvidia-smi topo -m``); None elsewhere.
+    gpu_numa_id: int | None = None
+
+    @property
+    def numa_key(self) -> str:
+        """The key that Contract 1 counts distinct values of: NUMA affinity, else CPU affinity."""
+        if self.numa_affinity:
+            return "numa:" + ",".join(map(str, self.numa_affinity))
+        if self.cpu_affinity:
+            return "cpus:" + self.cpu_affinity
+        return "unknown"
+
+    @property
+    def degraded_links(self) -> tuple[NvLink, ...]:
+        """NVLinks that are down or degraded."""
+        return tuple(link for link in self.nvlinks if link.state != "up")
+
+
+@dataclass(frozen=True)
+class GpuPair:
+    """How GPUs ``a < b`` reach each other.
+
+    ``nvlinks`` counts the working bonded NVLinks (direct or through NVSwitch) that carry
+    traffic between them; ``nvlinks_down`` the ones of that bond that are down or degraded.
+    ``pcie`` is the PCIe path class, None where the source does not say (``topo -m`` prints
+    only ``NV#`` for NVLink pairs).
+    """
+
+    a: int
+    b: int
+    nvlinks: int = 0
+    pcie: PcieClass | None = None
+    via_nvswitch: bool = False
+    nvlinks_down: int = 0
+
+    @property
+    def path_class(self) -> str:
+        """``NV<n>`` with working NVLinks, else the PCIe class (``SYS`` when unknown)."""
+        if self.nvlinks > 0:
+            return f"NV{self.nvlinks}"
+        return self.pcie or "SYS"
+
+
+@dataclass(frozen=True)
+class NvSwitch:
+    """One NVSwitch (a plane of the node's NVLink fabric) and the links each GPU has to it."""
+
+    id: str
+    pci_bus_id: str | None = None
+    #: ``(gpu index, number of links)`` per attached GPU.
+    gpu_links: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class Nic:
+    """A network adapter and its PCIe path class to each GPU (in GPU order)."""
+
+    name: str
+    device: str | None = None
+    pci_bus_id: str | None = None
+    numa_node: int | None = None
+    gpu_paths: tuple[PcieClass, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeTopology:
+    """The GPU topology of one node.
+
+    Build one with :func:`nvtopo.discover`, :func:`nvtopo.system`,
+    :meth:`from_nvidia_smi` or :meth:`from_json` (the two conveniences that reach up to
+    :mod:`nvtopo.formats`; every other format has its free functions there).
+
+    Examples
+    --------
+    >>> import nvtopo
+    >>> t = nvtopo.system("dgx-h100")
+    >>> len(t.gpus), t.path_class(0, 7)
+    (8, 'NV18')
+    """
+
+    gpus: tuple[Gpu, ...]
+    pairs: tuple[GpuPair, ...] = ()
+    nvswitches: tuple[NvSwitch, ...] = ()
+    nics: tuple[Nic, ...] = ()
+    name: str | None = None
+    system: str | None = None
+    driver_version: str | None = None
+    cuda_version: str | None = None
+    #: CPU list of each CPU NUMA node, where known (``{0: "0-55,112-167"}``).
+    numa_cpus: dict[int, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        indices = [g.index for g in self.gpus]
+        if indices != sorted(set(indices)):
+            raise TopologyError(f"GPU indices must be unique and ascending, got {indices}")
+        known = set(indices)
+        seen: set[tuple[int, int]] = set()
+        for p in self.pairs:
+            if p.a >= p.b or p.a not in known or p.b not in known:
+                raise TopologyError(f"pair ({p.a}, {p.b}) does not name two GPUs of this node")
+            if (p.a, p.b) in seen:
+                raise TopologyError(f"pair ({p.a}, {p.b}) is given twice")
+            for what, count in (("nvlinks", p.nvlinks), ("nvlinks_down", p.nvlinks_down)):
+                if not 0 <= count <= MAX_NVLINKS:
+                    raise TopologyError(
+                        f"pair ({p.a}, {p.b}): {what} must be 0 to {MAX_NVLINKS}, got {count}"
+                    )
+            seen.add((p.a, p.b))
+        for nic in self.nics:
+            if nic.gpu_paths and len(nic.gpu_paths) != len(self.gpus):
+                raise TopologyError(
+                    f"NIC {nic.name} has {len(nic.gpu_paths)} GPU paths for {len(self.gpus)} GPUs"
+                )
+
+    # -- lookups -------------------------------------------------------------------------
+
+    @cached_property
+    def _pair_index(self) -> dict[tuple[int, int], GpuPair]:
+        return {(p.a, p.b): p for p in self.pairs}
+
+    @property
+    def gpu_indices(self) -> tuple[int, ...]:
+        return tuple(g.index for g in self.gpus)
+
+    def gpu(self, index: int) -> Gpu:
+        """The GPU with NVML index ``index``."""
+        for g in self.gpus:
+            if g.index == index:
+                return g
+        raise TopologyError(f"no GPU {index} on this node (GPUs: {list(self.gpu_indices)})")
+
+    def pair(self, a: int, b: int) -> GpuPair:
+        """The pair record of GPUs ``a`` and ``b`` (a default SYS pair when none is recorded)."""
+        if a == b:
+            raise TopologyError(f"GPU {a} paired with itself")
+        lo, hi = (a, b) if a < b else (b, a)
+        found = self._pair_index.get((lo, hi))
+        if found is not None:
+            return found
+        self.gpu(lo), self.gpu(hi)
+        return GpuPair(lo, hi)
+
+    def path_class(self, a: int, b: int) -> str:
+        """``nvidia-smi topo -m`` notation for the path from ``a`` to ``b`` (``X`` if a == b)."""
+        return "X" if a == b else self.pair(a, b).path_class
+
+    def iter_pairs(self) -> Iterator[GpuPair]:
+        """Every GPU pair ``a < b`` in order, recorded or default."""
+        idx = self.gpu_indices
+        for i, a in enumerate(idx):
+            for b in idx[i + 1 :]:
+                yield self.pair(a, b)
+
+    def pair_bandwidth(self, a: int, b: int) -> int:
+        """NVLink GB/s per direction between ``a`` and ``b`` (0 without NVLinks)."""
+        p = self.pair(a, b)
+        gen = self.gpu(a).nvlink_generation or self.gpu(b).nvlink_generation
+        return p.nvlinks * nvlink_bandwidth(gen)
+
+    @property
+    def numa_keys(self) -> tuple[str, ...]:
+        return tuple(g.numa_key for g in self.gpus)
+
+    @property
+    def cliques(self) -> tuple[str | None, ...]:
+        """Each GPU's clique (``"<clusterUUID>.<cliqueId>"``) or None."""
+        return tuple(g.fabric.clique if g.fabric else None for g in self.gpus)
+
+    @property
+    def clique(self) -> str | None:
+        """The node's NVLink domain: set only when every GPU agrees on a healthy clique
+        (the rule, with the reason when there is none: :func:`nvtopo.model.health.node_clique`)."""
+        return node_clique(self).clique
+
+    def nvlink_islands(self) -> tuple[tuple[int, ...], ...]:
+        """Connected components of the working-NVLink graph, each a sorted tuple of GPUs."""
+        parent = {i: i for i in self.gpu_indices}
+
+        def find(x: int) -> int:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for p in self.pairs:
+            if p.nvlinks > 0:
+                parent[find(p.a)] = find(p.b)
+        groups: dict[int, list[int]] = {}
+        for i in self.gpu_indices:
+            groups.setdefault(find(i), []).append(i)
+        return tuple(sorted(tuple(g) for g in groups.values()))
+
+    # -- constructors and views ------------------------------------------------------------
+
+    @classmethod
+    def from_nvidia_smi(cls, text: str, *, source: str = "<text>") -> NodeTopology:
+        """Parse the output of ``nvidia-smi topo -m``."""
+        from nvtopo.formats.smi_topo import parse_topo_matrix
+
+        return parse_topo_matrix(text, source=source)
+
+    @classmethod
+    def from_json(
+        cls, data: str | bytes | dict[str, Any], *, source: str = "<json>"
+    ) -> NodeTopology:
+        """Read the ``nvtopo.dev/v1`` ``NodeTopology`` JSON format (text or parsed)."""
+        from nvtopo.formats.jsonio import node_from_json
+
+        return node_from_json(data, source=source)
+
+    def replace_gpus(self, gpus: Iterable[Gpu]) -> NodeTopology:
+        """A copy with ``gpus`` in place of this node's GPUs (same indices)."""
+        from dataclasses import replace
+
+        return replace(self, gpus=tuple(gpus))
