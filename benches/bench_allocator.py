@@ -111,7 +111,7 @@ def sequences(env: Env, system: str, steps: int, seed: int, allocator: bool) -> 
             free |= set(held.pop(name))
             continue
         k = rng.randint(1, len(free))
-        template = f"k{k}-{node}"
+        template = f"t{step}-{node}"
         if allocator:
             env.template(template, k)
         else:
