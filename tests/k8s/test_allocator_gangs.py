@@ -210,3 +210,61 @@ def test_infeasible_request_is_answered_by_the_first_pass(env: Env) -> None:
     [cond] = [c for c in pod["status"]["conditions"] if c["type"] == CONDITION]
     assert cond["message"] == why
     print(f"refused in one pass: {why}")
+
+
+def test_companion_mode_allocates_nvidia_devices_by_uuid(env: Env) -> None:
+    from nvtopo import dra
+    from nvtopo.kube.client import RESOURCE_SLICES
+
+    cluster = nvtopo.Cluster(nvtopo.cluster("gb200-nvl72x3").nodes[:4])
+    env.publish(cluster)  # nvtopo's slices: the topology
+    nvidia = f"nv{env.driver}"  # stands for gpu.nvidia.com, one per test
+    uuid_of: dict[tuple[str, str], str] = {}
+    for node in cluster.nodes:
+        [s] = dra.resource_slices(node.topology, node=node.name, driver=nvidia)
+        # NVIDIA's driver names and orders devices its own way; the UUID is what matches.
+        devices = list(reversed(s["spec"]["devices"]))
+        for i, d in enumerate(devices):
+            d["name"] = f"nv{i}"
+            uuid_of[(node.name, d["name"])] = d["attributes"]["uuid"]["string"]
+        s["spec"]["devices"] = devices
+        env.api.request("POST", RESOURCE_SLICES, what="nvidia slice", body=s)
+    for c in dra.device_classes(nvidia):
+        env.api.request("POST", "/apis/resource.k8s.io/v1/deviceclasses", what="class", body=c)
+    exactly = {"deviceClassName": nvidia, "allocationMode": "ExactCount", "count": 2}
+    env.api.request(
+        "POST",
+        f"/apis/resource.k8s.io/v1/namespaces/{env.namespace}/resourceclaimtemplates",
+        what="template",
+        body={
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "ResourceClaimTemplate",
+            "metadata": {"name": "two-nv", "namespace": env.namespace},
+            "spec": {"spec": {"devices": {"requests": [{"name": "gpus", "exactly": exactly}]}}},
+        },
+    )
+    pods = env.gang("nv", 2, "two-nv")
+    worker = env.allocator()
+    worker.driver, worker.device_class = nvidia, nvidia  # companion: hand out NVIDIA's devices
+
+    def placed() -> bool:
+        worker.run_once()
+        return all(p["spec"].get("nodeName") for p in env.pods(pods))
+
+    wait_for("the companion gang bound", placed)
+    by_name = {n.name: n.topology for n in cluster.nodes}
+    for pod in env.pods(pods):
+        claim = env.claim_of(pod)
+        assert claim is not None
+        results = claim["status"]["allocation"]["devices"]["results"]
+        assert {r["driver"] for r in results} == {nvidia}
+        node = pod["spec"]["nodeName"]
+        got = sorted(
+            g.index
+            for r in results
+            for g in by_name[node].gpus
+            if g.uuid == uuid_of[(r["pool"], r["device"])]
+        )
+        # Contract 1 on a free GB200 tray: two GPUs that share a Grace CPU.
+        best = nvtopo.select_gpus(by_name[node], 2).gpus
+        assert tuple(got) == best
