@@ -75,7 +75,11 @@ def test_the_allocator_works_with_its_role_and_only_it(
     try:
         worker = Allocator(restricted, driver=env.driver, topology_driver=env.driver)
         result = worker.run_once()
-        assert result.placed == [f"{env.namespace}/fits"], result
+        # The allocator sees the whole cluster: gated pods other tests left behind may be
+        # handled in the same pass; only this namespace's gangs are checked.
+        assert [k for k in result.placed if k.startswith(env.namespace)] == [
+            f"{env.namespace}/fits"
+        ], result
         assert f"{env.namespace}/too-big" in result.refused
         env.bound(fits)
         refused = env.pods(["too-big-0"])[0]
