@@ -126,7 +126,7 @@ def sequences(env: Env, system: str, steps: int, seed: int, allocator: bool) -> 
             )
         name = f"p{step}-{node}"
         env.pod(name, template, gated=allocator)
-        env.bound([name], timeout=60)
+        assert env.bound([name], timeout=60)[name] == node
         [pod] = env.pods([name])
         claim = env.claim_of(pod)
         assert claim is not None
@@ -184,9 +184,10 @@ def main() -> int:
         for system in SYSTEMS:
             counts = []
             for allocator in (True, False):
-                senv = make_env(api, plane)
                 good = total = 0
                 for seed in range(seeds):
+                    # A driver (and node) of its own per sequence: no other node can take it.
+                    senv = make_env(api, plane)
                     if allocator:
                         with senv.running(interval=0.05):
                             g, n = sequences(senv, system, steps, seed, True)
