@@ -19,6 +19,7 @@
 //! that can hold the job, domains with equal aggregates considered once.
 
 mod solve;
+mod spread;
 mod state;
 
 pub use state::{Allocation, ClusterState, NodeSpec};

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use super::spread::spread_total;
 use super::state::ClusterState;
 use super::{DomainMode, Request};
 use crate::counts::{capacity, fewest_nodes, min_total};
@@ -446,14 +447,16 @@ impl ClusterState {
         }
         let pick = match need {
             Need::Even { nodes, share } => spread_even(&cand, q, nodes, share),
-            Need::Total(_) => spread_enumerate(&cand, need, q, width),
+            Need::Total(g) => spread_total(&cand, q, g, width)?,
         };
         let groups: Vec<usize> = pick.iter().map(|&i| cand[i].0).collect();
         Ok(self.pick_in(&groups, need))
     }
 }
 
-/// Every combination of `q` candidates, in rank order: the first with the best key.
+/// Every combination of `q` candidates, in rank order: the first with the best key. The
+/// oracle that `spread_total` is tested against.
+#[cfg(test)]
 fn spread_enumerate(
     cand: &[(usize, Vec<u32>, u64)],
     need: Need,
@@ -551,6 +554,7 @@ fn spread_even(cand: &[(usize, Vec<u32>, u64)], q: usize, nodes: u32, share: usi
 }
 
 /// Enumeration of q-domain combinations in rank order (so ties keep the first).
+#[cfg(test)]
 struct Spread<'a> {
     cand: &'a [(usize, Vec<u32>, u64)],
     need: Need,
@@ -560,6 +564,7 @@ struct Spread<'a> {
     chosen: Vec<usize>,
 }
 
+#[cfg(test)]
 impl Spread<'_> {
     fn run(&mut self, from: usize, cnt: &[u32], f: u64) {
         if self.chosen.len() == self.q {
@@ -645,6 +650,55 @@ mod tests {
             let dp = spread_even(&cand, q, nodes, share);
             let brute = spread_enumerate(&cand, need, q, width);
             assert_eq!(dp, brute, "{cand:?} nodes {nodes} share {share} q {q}");
+        }
+    }
+
+    /// The dynamic programme for `gpus`-only jobs against trying every combination, on
+    /// small random sets of domains: few distinct counts and free totals, duplicated
+    /// domains and one-node domains, so that ties are frequent.
+    #[test]
+    fn total_spread_matches_every_combination() {
+        let mut rng = Rng::new(23);
+        let mut cases = 0;
+        while cases < 600 {
+            let width = 2 + rng.below(5) as usize;
+            let count = 2 + rng.below(7) as usize;
+            let mut cand: Vec<(usize, Vec<u32>, u64)> = Vec::new();
+            for r in 0..count {
+                if r > 0 && rng.below(4) == 0 {
+                    let mut twin = cand[rng.below(r as u64) as usize].clone();
+                    twin.0 = r;
+                    cand.push(twin);
+                    continue;
+                }
+                let mut cnt = vec![0u32; width];
+                if rng.below(4) == 0 {
+                    cnt[1 + rng.below(width as u64 - 1) as usize] = 1;
+                } else {
+                    for c in cnt.iter_mut().skip(1) {
+                        *c = rng.below(3) as u32;
+                    }
+                }
+                let f = crate::counts::capacity(&cnt) + rng.below(3);
+                cand.push((r, cnt, f));
+            }
+            cand.retain(|c| crate::counts::capacity(&c.1) > 0);
+            let total: u64 = cand.iter().map(|c| crate::counts::capacity(&c.1)).sum();
+            if total == 0 {
+                continue;
+            }
+            let g = 1 + rng.below(total);
+            let mut caps: Vec<u64> = cand.iter().map(|c| crate::counts::capacity(&c.1)).collect();
+            caps.sort_unstable_by(|a, b| b.cmp(a));
+            let (mut q, mut acc) = (0, 0);
+            while acc < g {
+                acc += caps[q];
+                q += 1;
+            }
+            let dp = spread_total(&cand, q, g, width).unwrap();
+            let brute = spread_enumerate(&cand, Need::Total(g), q, width);
+            assert_eq!(dp, brute, "{cand:?} gpus {g} q {q}");
+            cases += 1;
         }
     }
 }

@@ -1,0 +1,228 @@
+//! `preferred` jobs of `gpus` GPUs (no node count) that no single clique holds: the best
+//! `q` domains by dynamic programming, in time polynomial in the domains, `q` and the GPUs.
+//!
+//! A combination of domains is ranked by (fewest nodes that reach the GPUs over its nodes,
+//! free GPUs in its domains, least total of such a fewest set), then by rank order. That
+//! key is the least (|S|, Σ free of the domains, Σ S) over node sets S of the combination
+//! whose free GPUs reach the job, and each term adds up over the domains, so
+//! `best[i][j][r]` (domains i.., exactly j of them taken, r GPUs still to cover) is the
+//! least of skipping domain i or taking it with any subset of its nodes. The three terms
+//! are packed into one integer, high to low, so that `+` adds them and `<` compares them
+//! in order. A walk forward that takes a domain whenever an optimum allows yields the
+//! first optimal combination in rank order, as trying every combination in order would.
+
+use std::ops::{Add, BitOr, Shl, Sub};
+
+use crate::error::{Error, Result};
+
+/// Most table entries one search may hold (256 Mi): beyond, the job is refused.
+const MAX_CELLS: usize = 1 << 28;
+
+/// A key packed into an unsigned integer: (nodes, free GPUs of the domains, GPUs taken).
+trait Packed:
+    Copy
+    + Ord
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + BitOr<Output = Self>
+    + Shl<u32, Output = Self>
+    + From<u64>
+{
+    const NONE: Self;
+}
+
+impl Packed for u64 {
+    const NONE: Self = u64::MAX;
+}
+
+impl Packed for u128 {
+    const NONE: Self = u128::MAX;
+}
+
+/// Field offsets: GPUs taken in the low `low` bits, domain free GPUs above, nodes on top.
+#[derive(Clone, Copy)]
+struct Layout {
+    f_at: u32,
+    t_at: u32,
+}
+
+impl Layout {
+    fn pack<K: Packed>(self, t: u64, f: u64, s: u64) -> K {
+        (K::from(t) << self.t_at) | (K::from(f) << self.f_at) | K::from(s)
+    }
+}
+
+fn bits(x: u64) -> u32 {
+    64 - x.leading_zeros()
+}
+
+/// The first (in rank order) of the best combinations of exactly `q` candidates, each
+/// `(rank, usable count vector, free GPUs in the domain)`, for a job of `g` GPUs.
+pub(super) fn spread_total(
+    cand: &[(usize, Vec<u32>, u64)],
+    q: usize,
+    g: u64,
+    width: usize,
+) -> Result<Vec<usize>> {
+    let cells = (cand.len() + 1)
+        .saturating_mul(q + 1)
+        .saturating_mul(g as usize + 1);
+    if cells > MAX_CELLS {
+        return Err(Error::Infeasible(format!(
+            "a preferred job of {g} GPUs over {q} cliques is too large to place exactly"
+        )));
+    }
+    // Nodes and GPUs taken never pass g + width (each node is taken while GPUs remain).
+    let low = bits(g + width as u64);
+    let mut fs: Vec<u64> = cand.iter().map(|c| c.2).collect();
+    fs.sort_unstable_by(|a, b| b.cmp(a));
+    let fsum: u64 = fs.iter().take(q).sum();
+    let need = 2 * low + bits(fsum);
+    let lay = Layout {
+        f_at: low,
+        t_at: low + bits(fsum),
+    };
+    if need <= u64::BITS {
+        Ok(Search::<u64>::new(cand, q, g as usize, lay).pick())
+    } else if need <= u128::BITS {
+        Ok(Search::<u128>::new(cand, q, g as usize, lay).pick())
+    } else {
+        Err(Error::Infeasible(format!(
+            "a preferred job of {g} GPUs over {q} cliques is too large to place exactly"
+        )))
+    }
+}
+
+struct Search<'a, K> {
+    cand: &'a [(usize, Vec<u32>, u64)],
+    q: usize,
+    g: usize,
+    lay: Layout,
+    /// best[(i, j, r)]: the least key over candidates i.. with j taken and r GPUs to cover.
+    best: Vec<K>,
+    /// Whether taking candidate i reaches best[(i, j, r)].
+    take: Vec<bool>,
+}
+
+impl<'a, K: Packed> Search<'a, K> {
+    fn at(&self, i: usize, j: usize, r: usize) -> usize {
+        (i * (self.q + 1) + j) * (self.g + 1) + r
+    }
+
+    fn new(cand: &'a [(usize, Vec<u32>, u64)], q: usize, g: usize, lay: Layout) -> Self {
+        let len = cand.len();
+        let layer = (q + 1) * (g + 1);
+        let mut s = Search {
+            cand,
+            q,
+            g,
+            lay,
+            best: vec![K::NONE; (len + 1) * layer],
+            take: vec![false; len * layer],
+        };
+        let end = s.at(len, 0, 0);
+        s.best[end] = K::from(0);
+        let mut tmp = vec![K::NONE; g + 1];
+        for i in (0..len).rev() {
+            let (_, cnt, f) = &cand[i];
+            let fk: K = lay.pack(0, *f, 0);
+            let (lo, hi) = s.best.split_at_mut((i + 1) * layer);
+            let here = &mut lo[i * layer..];
+            here[..g + 1].copy_from_slice(&hi[..g + 1]);
+            // j - 1 of the len - i - 1 later candidates must be taken.
+            for j in 1..=q.min(len - i) {
+                let below = &hi[(j - 1) * (g + 1)..j * (g + 1)];
+                for (t, &b) in tmp.iter_mut().zip(below) {
+                    *t = if b == K::NONE { K::NONE } else { b + fk };
+                }
+                for (v, &c) in cnt.iter().enumerate().skip(1) {
+                    let node: K = lay.pack(1, 0, v as u64);
+                    // More than ⌈g / v⌉ nodes of v free GPUs never help.
+                    for _ in 0..(c as usize).min(g.div_ceil(v)) {
+                        for r in (1..=g).rev() {
+                            let from = tmp[r.saturating_sub(v)];
+                            if from != K::NONE && from + node < tmp[r] {
+                                tmp[r] = from + node;
+                            }
+                        }
+                    }
+                }
+                let skip = &hi[j * (g + 1)..(j + 1) * (g + 1)];
+                let out = &mut here[j * (g + 1)..(j + 1) * (g + 1)];
+                let took = &mut s.take[i * layer + j * (g + 1)..i * layer + (j + 1) * (g + 1)];
+                for r in 0..=g {
+                    out[r] = skip[r].min(tmp[r]);
+                    took[r] = tmp[r] != K::NONE && tmp[r] <= skip[r];
+                }
+            }
+        }
+        s
+    }
+
+    /// Walk forward over the candidates, taking each one that some optimum still allows.
+    fn pick(&self) -> Vec<usize> {
+        let mut out = Vec::with_capacity(self.q);
+        if self.best[self.at(0, self.q, self.g)] == K::NONE {
+            return out;
+        }
+        let mut j = self.q;
+        // The GPUs still to cover on some optimal path through the choices so far.
+        let mut states = vec![self.g];
+        for i in 0..self.cand.len() {
+            if j == 0 {
+                break;
+            }
+            let from: Vec<usize> = states
+                .iter()
+                .copied()
+                .filter(|&r| self.take[self.at(i, j, r)])
+                .collect();
+            if from.is_empty() {
+                continue; // skipping i is optimal from every state kept
+            }
+            let mut next = vec![false; self.g + 1];
+            let (_, cnt, f) = &self.cand[i];
+            let reach = sums_by_nodes(cnt, self.g);
+            for &r in &from {
+                let want = self.best[self.at(i, j, r)];
+                for (t, sums) in reach.iter().enumerate() {
+                    for (s, _) in sums.iter().enumerate().filter(|x| *x.1) {
+                        let rest = r.saturating_sub(s);
+                        let later = self.best[self.at(i + 1, j - 1, rest)];
+                        if later != K::NONE && later + self.lay.pack(t as u64, *f, s as u64) == want
+                        {
+                            next[rest] = true;
+                        }
+                    }
+                }
+            }
+            out.push(i);
+            j -= 1;
+            states = (0..=self.g).filter(|&r| next[r]).collect();
+        }
+        out
+    }
+}
+
+/// `sums[t][s]`: whether t nodes of `cnt` hold s free GPUs, for s up to `g` plus the
+/// largest value (sums past that never come from an optimum).
+fn sums_by_nodes(cnt: &[u32], g: usize) -> Vec<Vec<bool>> {
+    let max = g + cnt.len();
+    let nodes: usize = cnt.iter().skip(1).map(|&c| c as usize).sum();
+    let mut reach = vec![vec![false; max + 1]; nodes + 1];
+    reach[0][0] = true;
+    let mut seen = 0;
+    for (v, &c) in cnt.iter().enumerate().skip(1) {
+        for _ in 0..c {
+            seen += 1;
+            for t in (1..=seen).rev() {
+                for s in (v..=max).rev() {
+                    if reach[t - 1][s - v] {
+                        reach[t][s] = true;
+                    }
+                }
+            }
+        }
+    }
+    reach
+}
