@@ -675,8 +675,10 @@ mod tests {
                 if rng.below(4) == 0 {
                     cnt[1 + rng.below(width as u64 - 1) as usize] = 1;
                 } else {
+                    // Up to 6 nodes of one count: several bundles of nodes per count.
+                    let most = if rng.below(2) == 0 { 3 } else { 7 };
                     for c in cnt.iter_mut().skip(1) {
-                        *c = rng.below(3) as u32;
+                        *c = rng.below(most) as u32;
                     }
                 }
                 let f = crate::counts::capacity(&cnt) + rng.below(3);

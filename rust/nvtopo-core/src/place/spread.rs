@@ -28,15 +28,16 @@ trait Packed:
     + Shl<u32, Output = Self>
     + From<u64>
 {
-    const NONE: Self;
+    /// Above every real key, with room to add keys to it without overflow: "none".
+    const INF: Self;
 }
 
 impl Packed for u64 {
-    const NONE: Self = u64::MAX;
+    const INF: Self = 1 << 62;
 }
 
 impl Packed for u128 {
-    const NONE: Self = u128::MAX;
+    const INF: Self = 1 << 126;
 }
 
 /// Field offsets: GPUs taken in the low `low` bits, domain free GPUs above, nodes on top.
@@ -72,8 +73,9 @@ pub(super) fn spread_total(
             "a preferred job of {g} GPUs over {q} cliques is too large to place exactly"
         )));
     }
-    // Nodes and GPUs taken never pass g + width (each node is taken while GPUs remain).
-    let low = bits(g + width as u64);
+    // Nodes and GPUs taken stay under 2 (g + width): a bundle of nodes is taken only
+    // while GPUs remain, and holds at most ⌈g / v⌉ nodes of v free GPUs.
+    let low = bits(2 * (g + width as u64));
     let mut fs: Vec<u64> = cand.iter().map(|c| c.2).collect();
     fs.sort_unstable_by(|a, b| b.cmp(a));
     let fsum: u64 = fs.iter().take(q).sum();
@@ -82,9 +84,9 @@ pub(super) fn spread_total(
         f_at: low,
         t_at: low + bits(fsum),
     };
-    if need <= u64::BITS {
+    if need <= 62 {
         Ok(Search::<u64>::new(cand, q, g as usize, lay).pick())
-    } else if need <= u128::BITS {
+    } else if need <= 126 {
         Ok(Search::<u128>::new(cand, q, g as usize, lay).pick())
     } else {
         Err(Error::Infeasible(format!(
@@ -117,12 +119,14 @@ impl<'a, K: Packed> Search<'a, K> {
             q,
             g,
             lay,
-            best: vec![K::NONE; (len + 1) * layer],
+            best: vec![K::INF; (len + 1) * layer],
             take: vec![false; len * layer],
         };
         let end = s.at(len, 0, 0);
         s.best[end] = K::from(0);
-        let mut tmp = vec![K::NONE; g + 1];
+        let inf = K::INF;
+        let mut tmp = vec![inf; g + 1];
+        let mut prev = vec![inf; g + 1];
         for i in (0..len).rev() {
             let (_, cnt, f) = &cand[i];
             let fk: K = lay.pack(0, *f, 0);
@@ -133,16 +137,28 @@ impl<'a, K: Packed> Search<'a, K> {
             for j in 1..=q.min(len - i) {
                 let below = &hi[(j - 1) * (g + 1)..j * (g + 1)];
                 for (t, &b) in tmp.iter_mut().zip(below) {
-                    *t = if b == K::NONE { K::NONE } else { b + fk };
+                    *t = b + fk;
                 }
                 for (v, &c) in cnt.iter().enumerate().skip(1) {
-                    let node: K = lay.pack(1, 0, v as u64);
-                    // More than ⌈g / v⌉ nodes of v free GPUs never help.
-                    for _ in 0..(c as usize).min(g.div_ceil(v)) {
-                        for r in (1..=g).rev() {
-                            let from = tmp[r.saturating_sub(v)];
-                            if from != K::NONE && from + node < tmp[r] {
-                                tmp[r] = from + node;
+                    // More than ⌈g / v⌉ nodes of v free GPUs never help. The c nodes
+                    // are taken in bundles of 1, 2, 4, ... nodes, which add up to any
+                    // count from 0 to c.
+                    let mut left = (c as usize).min(g.div_ceil(v));
+                    let mut bundle = 1;
+                    while left > 0 {
+                        let take = bundle.min(left);
+                        left -= take;
+                        bundle *= 2;
+                        let step = take * v;
+                        let item: K = lay.pack(take as u64, 0, step as u64);
+                        prev.copy_from_slice(&tmp);
+                        let edge = prev[0] + item;
+                        for t in &mut tmp[1..=g.min(step)] {
+                            *t = (*t).min(edge);
+                        }
+                        if step < g {
+                            for (t, &p) in tmp[step + 1..].iter_mut().zip(&prev[1..=g - step]) {
+                                *t = (*t).min(p + item);
                             }
                         }
                     }
@@ -151,8 +167,8 @@ impl<'a, K: Packed> Search<'a, K> {
                 let out = &mut here[j * (g + 1)..(j + 1) * (g + 1)];
                 let took = &mut s.take[i * layer + j * (g + 1)..i * layer + (j + 1) * (g + 1)];
                 for r in 0..=g {
-                    out[r] = skip[r].min(tmp[r]);
-                    took[r] = tmp[r] != K::NONE && tmp[r] <= skip[r];
+                    out[r] = skip[r].min(tmp[r]).min(inf);
+                    took[r] = tmp[r] < inf && tmp[r] <= skip[r];
                 }
             }
         }
@@ -162,7 +178,7 @@ impl<'a, K: Packed> Search<'a, K> {
     /// Walk forward over the candidates, taking each one that some optimum still allows.
     fn pick(&self) -> Vec<usize> {
         let mut out = Vec::with_capacity(self.q);
-        if self.best[self.at(0, self.q, self.g)] == K::NONE {
+        if self.best[self.at(0, self.q, self.g)] >= K::INF {
             return out;
         }
         let mut j = self.q;
@@ -189,8 +205,7 @@ impl<'a, K: Packed> Search<'a, K> {
                     for (s, _) in sums.iter().enumerate().filter(|x| *x.1) {
                         let rest = r.saturating_sub(s);
                         let later = self.best[self.at(i + 1, j - 1, rest)];
-                        if later != K::NONE && later + self.lay.pack(t as u64, *f, s as u64) == want
-                        {
+                        if later < K::INF && later + self.lay.pack(t as u64, *f, s as u64) == want {
                             next[rest] = true;
                         }
                     }
