@@ -124,6 +124,14 @@ impl<'a, K: Packed> Search<'a, K> {
         };
         let end = s.at(len, 0, 0);
         s.best[end] = K::from(0);
+        // top[k]: the free GPUs of the k candidates that hold the most.
+        let mut caps: Vec<u64> = cand.iter().map(|c| crate::counts::capacity(&c.1)).collect();
+        caps.sort_unstable_by(|x, y| y.cmp(x));
+        let mut top = vec![0usize; q + 2];
+        for k in 1..=q + 1 {
+            let add = caps.get(k - 1).copied().unwrap_or(0) as usize;
+            top[k] = top[k - 1].saturating_add(add);
+        }
         let inf = K::INF;
         let mut tmp = vec![inf; g + 1];
         let mut prev = vec![inf; g + 1];
@@ -135,9 +143,17 @@ impl<'a, K: Packed> Search<'a, K> {
             here[..g + 1].copy_from_slice(&hi[..g + 1]);
             // j - 1 of the len - i - 1 later candidates must be taken.
             for j in 1..=q.min(len - i) {
+                // GPUs left to cover with j domains to take (and on the way through this
+                // one, with j - 1): at most what the j largest hold, at least what the
+                // q - j + 1 largest cannot. Outside that range no path from the start
+                // goes, and the entries stay "none".
+                let (a, b) = (g.saturating_sub(top[q - j + 1]), g.min(top[j]));
+                if a > b {
+                    continue;
+                }
                 let below = &hi[(j - 1) * (g + 1)..j * (g + 1)];
-                for (t, &b) in tmp.iter_mut().zip(below) {
-                    *t = b + fk;
+                for (t, &x) in tmp[a..=b].iter_mut().zip(&below[a..=b]) {
+                    *t = x + fk;
                 }
                 for (v, &c) in cnt.iter().enumerate().skip(1) {
                     // More than ⌈g / v⌉ nodes of v free GPUs never help. The c nodes
@@ -151,13 +167,17 @@ impl<'a, K: Packed> Search<'a, K> {
                         bundle *= 2;
                         let step = take * v;
                         let item: K = lay.pack(take as u64, 0, step as u64);
-                        prev.copy_from_slice(&tmp);
-                        let edge = prev[0] + item;
-                        for t in &mut tmp[1..=g.min(step)] {
-                            *t = (*t).min(edge);
+                        prev[a..=b].copy_from_slice(&tmp[a..=b]);
+                        if a == 0 {
+                            let edge = prev[0] + item;
+                            for t in &mut tmp[1..=b.min(step)] {
+                                *t = (*t).min(edge);
+                            }
                         }
-                        if step < g {
-                            for (t, &p) in tmp[step + 1..].iter_mut().zip(&prev[1..=g - step]) {
+                        let from = (a + step).max(1);
+                        if from <= b {
+                            let src = &prev[from - step..=b - step];
+                            for (t, &p) in tmp[from..=b].iter_mut().zip(src) {
                                 *t = (*t).min(p + item);
                             }
                         }
@@ -166,7 +186,7 @@ impl<'a, K: Packed> Search<'a, K> {
                 let skip = &hi[j * (g + 1)..(j + 1) * (g + 1)];
                 let out = &mut here[j * (g + 1)..(j + 1) * (g + 1)];
                 let took = &mut s.take[i * layer + j * (g + 1)..i * layer + (j + 1) * (g + 1)];
-                for r in 0..=g {
+                for r in a..=b {
                     out[r] = skip[r].min(tmp[r]).min(inf);
                     took[r] = tmp[r] < inf && tmp[r] <= skip[r];
                 }
