@@ -215,12 +215,16 @@ def cluster_from_objects(
         if spec.get("driver") != driver:
             continue
         pools.setdefault(str((spec.get("pool") or {}).get("name", "")), []).append(s)
-    busy = allocated_devices(claims, driver)
+    # Busy devices grouped by pool once, so each pool looks up its own: linear in
+    # pools + allocations, not their product.
+    busy: dict[str, set[str]] = {}
+    for pool, device in allocated_devices(claims, driver):
+        busy.setdefault(pool, set()).add(device)
     in_domain = {pool for pool, _ in allocated_devices(claims, compute_domain_driver)}
     nodes = []
     for pool in sorted(pools):
         node, names = _node(pool, pools[pool])
-        taken = {names[d] for p, d in busy if p == pool and d in names}
+        taken = {names[d] for d in busy.get(pool, ()) if d in names}
         free = None if not taken else tuple(i for i in node.topology.gpu_indices if i not in taken)
         nodes.append(
             ClusterNode(
