@@ -8,7 +8,12 @@ import subprocess
 
 import click
 
-from nvtopo.cli.output import console, format_option, render
+from nvtopo.cli.output import (
+    console,
+    format_option,
+    output_file_option,
+    render,
+)
 from nvtopo.cli.sources import load_source, source_option
 from nvtopo.exceptions import NvtopoError
 from nvtopo.formats.jsonio import cluster_to_json, node_to_json
@@ -43,13 +48,7 @@ def _pick_node(obj: NodeTopology | Cluster, node: str | None, fmt: str) -> NodeT
 @source_option
 @format_option(FORMATS, default="table")
 @click.option("--node", default=None, help="with a cluster source: show this node")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="write to this file instead of stdout",
-)
+@output_file_option("write to this file instead of stdout")
 def dump(source: str, fmt: str, node: str | None, output: str | None) -> None:
     """Show the GPU topology of a node or a cluster."""
     obj = _pick_node(load_source(source), node, fmt)
@@ -97,12 +96,12 @@ def _table(obj: NodeTopology | Cluster, output: str | None) -> None:
 
 
 def _write(output: str, text: str) -> None:
-    """Write ``text`` to the ``--output`` file, or one line saying why it could not be."""
+    """Write ``text`` to the ``--output-file`` file, or one line saying why it could not be."""
     try:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text)
     except OSError as exc:
-        raise NvtopoError(f"--output {output}: {exc.strerror or exc}") from None
+        raise NvtopoError(f"--output-file {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {output}", err=True)
 
 

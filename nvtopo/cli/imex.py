@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from nvtopo.cli.compute_domain import as_cluster
-from nvtopo.cli.output import console, emit, format_option
+from nvtopo.cli.output import console, emit, format_option, output_file_option
 from nvtopo.cli.sources import load_source, read_text, source_option
 from nvtopo.exceptions import NvtopoError
 from nvtopo.model import NodeTopology
@@ -55,13 +55,7 @@ class _NotReady(click.ClickException):
     help="file of NODE ADDRESS (or NODE=ADDRESS) lines; '#' starts a comment",
 )
 @click.option("--address-map", default=None, help="NODE=ADDRESS pairs, comma separated")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="write nodes_config.cfg here instead of standard output",
-)
+@output_file_option("write nodes_config.cfg here instead of standard output")
 @format_option(
     ["text", "json"], default="text", help="text: the file itself; json: nodes, addresses, clique"
 )
