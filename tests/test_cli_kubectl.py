@@ -62,3 +62,27 @@ def test_output_file_is_named_output_file(capsys, tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == 0, err
     assert len(target.read_text().splitlines()) == 2
+
+
+def test_tables_are_not_cut_when_piped() -> None:
+    """``nvtopo systems | cat``: every name and description whole, whatever $COLUMNS says."""
+    import nvtopo
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env["COLUMNS"] = "60"  # a narrow terminal's value leaking into a pipe must not cut
+    done = subprocess.run(
+        [sys.executable, "-m", "nvtopo", "systems"],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    assert "…" not in done.stdout
+    for info in nvtopo.catalog.systems():
+        assert info.name in done.stdout and info.description in done.stdout
+
+
+def test_cluster_table_keeps_whole_clique_ids(capsys) -> None:
+    import nvtopo
+
+    code, out, err = run(capsys, "dump", "-s", "system:gb200-nvl72x2")
+    assert code == 0, err
+    for clique in nvtopo.cluster("gb200-nvl72x2").cliques:
+        assert clique in out

@@ -9,6 +9,7 @@ import subprocess
 import click
 
 from nvtopo.cli.output import (
+    UNCUT_WIDTH,
     console,
     format_option,
     output_file_option,
@@ -90,7 +91,9 @@ def _table(obj: NodeTopology | Cluster, output: str | None) -> None:
     if output is None:
         show(console())
         return
-    con = Console(record=True, file=io.StringIO(), width=120, soft_wrap=True, highlight=False)
+    con = Console(
+        record=True, file=io.StringIO(), width=UNCUT_WIDTH, soft_wrap=True, highlight=False
+    )
     show(con)
     _write(output, con.export_text())
 

@@ -14,9 +14,21 @@ __all__ = ["UNCUT_WIDTH", "console", "emit", "format_option", "output_file_optio
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: The width given to tables that do not go to a terminal: wide enough never to cut a cell
+#: (a pipe, a file or a CI log has no width to fit; a cut clique id is a lost clique id).
+UNCUT_WIDTH = 10_000
+
+
 def console() -> Console:
-    """A console on stdout: colour on a terminal, plain text when piped."""
-    return Console(soft_wrap=True, highlight=False)
+    """A console on stdout: colour on a terminal, plain uncut text when piped.
+
+    On a terminal, tables fit its width; anywhere else (``| cat``, a file, a CI log) they
+    keep their natural width, as kubectl's do.
+    """
+    con = Console(soft_wrap=True, highlight=False)
+    if con.is_terminal:
+        return con
+    return Console(soft_wrap=True, highlight=False, width=UNCUT_WIDTH)
 
 
 def format_option(
