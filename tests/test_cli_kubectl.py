@@ -86,3 +86,70 @@ def test_cluster_table_keeps_whole_clique_ids(capsys) -> None:
     assert code == 0, err
     for clique in nvtopo.cluster("gb200-nvl72x2").cliques:
         assert clique in out
+
+
+@pytest.mark.parametrize("source", ["system:dgx-h100", "system:gb200-nvl72x2"])
+def test_yaml_output_reads_back_through_file(capsys, tmp_path: Path, source: str) -> None:
+    code, as_json, err = run(capsys, "dump", "-s", source, "-o", "json")
+    assert code == 0, err
+    code, as_yaml, err = run(capsys, "dump", "-s", source, "-o", "yaml")
+    assert code == 0, err
+    path = tmp_path / "topology.yaml"
+    path.write_text(as_yaml)
+    code, again, err = run(capsys, "dump", "-s", f"file:{path}", "-o", "json")
+    assert code == 0, err
+    assert json.loads(again) == json.loads(as_json)
+
+
+def test_bad_yaml_file_is_one_line_with_its_line(capsys, tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("apiVersion: nvtopo.dev/v1\nkind: NodeTopology\ngpus: [\n  - index: 0\n")
+    code, _, err = run(capsys, "dump", "-s", f"file:{path}")
+    assert code == 1 and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and f"{path}:" in err and "invalid YAML" in err
+    path.write_text("- just\n- a list\n")
+    code, _, err = run(capsys, "dump", "-s", f"file:{path}")
+    assert code == 1 and len(err.splitlines()) == 1 and "expected a JSON or YAML object" in err
+
+
+def test_systems_in_yaml_is_the_json_rows(capsys) -> None:
+    import yaml
+
+    code, as_json, _ = run(capsys, "systems", "-o", "json")
+    assert code == 0
+    code, as_yaml, err = run(capsys, "systems", "-o", "yaml")
+    assert code == 0, err
+    assert yaml.safe_load(as_yaml) == json.loads(as_json)
+
+
+def test_compute_domain_plan_json_and_yaml_print_the_same_objects(capsys) -> None:
+    import yaml
+
+    base = ["compute-domain", "plan", "-s", "system:gb200-nvl72x2", "--name", "t", "-k", "8"]
+    code, as_json, err = run(capsys, *base, "-o", "json")
+    assert code == 0, err
+    code, as_yaml, err = run(capsys, *base, "-o", "yaml")
+    assert code == 0, err
+    listed = json.loads(as_json)
+    assert listed["apiVersion"] == "v1" and listed["kind"] == "List"
+    assert listed["items"] == list(yaml.safe_load_all(as_yaml))
+    assert listed["items"][0]["kind"] == "ComputeDomain"
+
+
+def test_publish_result_in_yaml_is_its_json(capsys) -> None:
+    import yaml
+
+    from nvtopo.cli.publish import _show
+    from nvtopo.dra.publish import PublishResult
+
+    result = PublishResult(
+        driver="gpu.nvtopo.dev", pools=3, pools_changed=1, created=1, updated=0, deleted=0,
+        unchanged=2, requests=4, writes=1, retries=0, conflicts=0, dry_run=False, elapsed_s=0.5,
+    )  # fmt: skip
+    _show(result, "yaml", None)
+    assert yaml.safe_load(capsys.readouterr().out) == result.to_json()
+    _show(result, "yaml", "interval")  # watch mode: one document per publish
+    _show(result, "yaml", "nvml event")
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [d["reason"] for d in docs] == ["interval", "nvml event"]
+    assert docs[0]["created"] == 1

@@ -9,7 +9,6 @@ account.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -102,7 +101,8 @@ def compute_domain() -> None:
 @format_option(
     ["yaml", "json", "table"],
     default="yaml",
-    help="yaml: manifests as YAML documents; json: the plan; table: the summary",
+    help="yaml: the manifests as YAML documents; json: the same manifests as a v1 List; "
+    "table: the summary",
 )
 def plan_cmd(
     source: str,
@@ -124,7 +124,9 @@ def plan_cmd(
         return
     click.echo(p.explain(), err=True)
     if fmt == "json":
-        click.echo(json.dumps(p.to_json(), indent=2))
+        # The same objects as the YAML documents, in the list kubectl prints for several
+        # objects (``kubectl apply -f -`` takes either).
+        emit({"apiVersion": "v1", "kind": "List", "items": p.manifests()}, "json")
     else:
         click.echo(yaml.safe_dump_all(p.manifests(), sort_keys=False, width=100), nl=False)
 

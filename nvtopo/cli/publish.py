@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from nvtopo.cli.kube import api_client as kube_api_client
-from nvtopo.cli.output import console, format_option
+from nvtopo.cli.output import console, emit, format_option
 from nvtopo.cli.sources import load_source, source_option
 from nvtopo.exceptions import NvtopoError
 from nvtopo.model.cluster import Cluster
@@ -62,6 +62,13 @@ def _sigterm_sets(stop: threading.Event) -> Iterator[None]:
 
 
 def _show(result: Any, fmt: str, reason: str | None) -> None:
+    if fmt == "yaml":
+        doc = result.to_json()
+        if reason is not None:  # watch mode: one YAML document per publish
+            click.echo("---")
+            doc = {"reason": reason, **doc}
+        emit(doc, "yaml")
+        return
     if fmt == "json":
         doc = result.to_json()
         if reason is not None:  # watch mode: one JSON object per line
@@ -172,9 +179,9 @@ def _publisher(
 )
 @click.option("--dry-run", is_flag=True, help="show what would change; write nothing")
 @format_option(
-    ["table", "json"],
+    ["table", "json", "yaml"],
     default="table",
-    help="output format (watch mode: one line, or one JSON object, per publish)",
+    help="output format (watch mode: one line, one JSON object or one YAML document per publish)",
 )
 def publish(
     source: str,
