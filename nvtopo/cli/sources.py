@@ -63,6 +63,17 @@ def read_text(spec: str, path: str) -> str:
     return decode_text(data, path)
 
 
+# What a top-level value that is not an object was.
+_FOUND: dict[type, str] = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
 def document_text(text: str, where: str) -> str | dict[str, Any]:
     """A ``file:`` document as given: JSON text as is, YAML (what ``-o yaml`` prints) parsed.
 
@@ -84,9 +95,8 @@ def document_text(text: str, where: str) -> str | dict[str, Any]:
     except (yaml.YAMLError, RecursionError):
         raise ParseError("invalid YAML", source=where) from None
     if not isinstance(doc, dict):
-        raise ParseError(
-            f"expected a JSON or YAML object, found {type(doc).__name__}", source=where
-        )
+        found = _FOUND.get(type(doc), type(doc).__name__)
+        raise ParseError(f"expected a JSON or YAML object, found {found}", source=where)
     return doc
 
 
