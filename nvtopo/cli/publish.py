@@ -123,6 +123,7 @@ def _publisher(
     kubeconfig: str | None,
     dry_run: bool,
     stop: threading.Event,
+    prune: bool = False,
 ) -> Callable[[], Any]:
     from nvtopo.dra.publish import node_slices
     from nvtopo.dra.publish import publish as publish_slices
@@ -140,13 +141,13 @@ def _publisher(
             obj = load_source(source)
         if isinstance(obj, Cluster):
             return publish_slices(
-                api_client, obj, node=node, driver=driver, dry_run=dry_run, stop=stop
+                api_client, obj, node=node, driver=driver, dry_run=dry_run, stop=stop, prune=prune
             )
         if not owner:
             owner.append(_owner(api_client, agent_node))
         slices = node_slices(obj, node=agent_node, driver=driver, owner=owner[0])
         return publish_slices(
-            api_client, {agent_node: slices}, driver=driver, dry_run=dry_run, stop=stop
+            api_client, {agent_node: slices}, driver=driver, dry_run=dry_run, stop=stop, prune=prune
         )
 
     return once
@@ -158,8 +159,13 @@ def _publisher(
     "--node",
     default=None,
     help="node (and pool) name; default: $NODE_NAME, else the host name. With a cluster "
-    "source: publish only this node (default: every node, and delete the pools of nodes "
-    "not in the cluster)",
+    "source: publish only this node (default: every node of the cluster)",
+)
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="also delete the driver's pools of nodes not published here (as kubectl apply "
+    "--prune); without it other nodes' slices are never touched",
 )
 @click.option("--driver", default="gpu.nvtopo.dev", show_default=True, help="DRA driver name")
 @click.option(
@@ -186,6 +192,7 @@ def _publisher(
 def publish(
     source: str,
     node: str | None,
+    prune: bool,
     driver: str,
     kubeconfig: str | None,
     once: bool,
@@ -201,7 +208,7 @@ def publish(
     from nvtopo.dra.watch import NvmlEvents, watch
 
     stop = threading.Event()
-    publish_once = _publisher(source, node, driver, kubeconfig, dry_run, stop)
+    publish_once = _publisher(source, node, driver, kubeconfig, dry_run, stop, prune)
     with _sigterm_sets(stop):
         if once:
             _show(publish_once(), fmt, None)
@@ -212,7 +219,8 @@ def publish(
             _show(publish_once(), fmt, reason)
 
         def failed(exc: NvtopoError) -> None:
-            click.echo(f"nvtopo: error: {exc} (trying again at the next wake-up)", err=True)
+            # Not `error:`: the agent carries on, and log scanners must not page on it.
+            click.echo(f"nvtopo: publish failed, retrying at the next wake-up: {exc}", err=True)
 
         try:
             watch(round_, interval=interval, stop=stop, events=events, on_error=failed)
