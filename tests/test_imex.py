@@ -248,7 +248,7 @@ def test_cli_check_live_source(
 
 
 def test_cli_check_cluster_needs_a_node(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["imex", "check", "-s", "system:gb200-nvl72x2"]) == 1
+    assert main(["imex", "check", "-s", "system:gb200-nvl72x2"]) == 3  # unreadable input
     assert "pick one with --node (e.g. --node rack0000-tray00)" in capsys.readouterr().err
     argv = [
         "imex",

@@ -4,9 +4,12 @@
 ``nodes_config.cfg`` for the chosen nodes. ``nvtopo imex check`` says whether this node can
 join a multi-node NVLink job.
 
-Exit status of ``imex check``: 0 when the node can join, 1 when it cannot (the reasons are
-printed, and a one-line verdict goes to standard error); bad input also exits 1, with a
-line starting ``nvtopo: error:`` and no report.
+Exit status of ``imex check`` (:data:`CHECK_EXIT_CODES`): 0 when the node can join; 1 when
+it cannot (the report is printed with its reasons, and a one-line verdict goes to standard
+error); 2 for a usage mistake (an unknown option); 3 when the input cannot be read (a
+missing or malformed capture, NVML that cannot start, an unknown node), with one line
+starting ``nvtopo: error:`` and no report. A health probe can then tell "not ready" from
+"could not look".
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from nvtopo.model.cluster import Cluster
 if TYPE_CHECKING:
     from nvtopo.imex import ImexCheck
 
-__all__ = ["imex"]
+__all__ = ["CHECK_EXIT_CODES", "imex"]
+
+#: ``imex check``'s exit statuses by meaning.
+CHECK_EXIT_CODES = {"can join": 0, "cannot join": 1, "usage": 2, "unreadable input": 3}
 
 
 @click.group("imex")
@@ -149,13 +155,20 @@ def _pick_node(obj: NodeTopology | Cluster, node: str | None) -> NodeTopology:
 def check_cmd(
     source: str, node: str | None, channels_dir: str | None, require_channel: bool, fmt: str
 ) -> None:
-    """Can this node join a multi-node NVLink job? Exit 0: yes; exit 1: no (reasons shown)."""
+    """Can this node join a multi-node NVLink job?
+
+    Exit 0: yes; 1: no (reasons shown); 2: usage mistake; 3: the input could not be read.
+    """
     from nvtopo.imex import CHANNELS_DIR, check
 
-    topology = _pick_node(load_source(source), node)
-    report = check(
-        topology, channels_dir=channels_dir or CHANNELS_DIR, require_channel=require_channel
-    )
+    try:
+        topology = _pick_node(load_source(source), node)
+        report = check(
+            topology, channels_dir=channels_dir or CHANNELS_DIR, require_channel=require_channel
+        )
+    except NvtopoError as exc:
+        click.echo(f"nvtopo: error: {exc}", err=True)
+        raise click.exceptions.Exit(CHECK_EXIT_CODES["unreadable input"]) from None
     if fmt == "json":
         emit(report.to_json(), "json")
     else:
