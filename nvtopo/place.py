@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import nvtopo._core as _core
+from nvtopo._validate import gpus_request, require_cluster
 from nvtopo.exceptions import InfeasibleError, SelectionError
 from nvtopo.model import NodeTopology
 from nvtopo.model.cluster import Cluster
@@ -297,7 +298,7 @@ class ClusterState:
 
 def place(
     cluster: Cluster,
-    request: PlacementRequest | None = None,
+    request: PlacementRequest | int | None = None,
     /,
     *,
     gpus: int | None = None,
@@ -314,8 +315,12 @@ def place(
     >>> c = Cluster((ClusterNode("a", box, free_gpus=(1,)), ClusterNode("b", box)))
     >>> place(c, gpus=1).nodes
     (PlacedNode(name='a', gpus=(1,)),)
+    >>> place(c, 2, nodes=2).nodes  # the GPU count alone, as select_gpus(topology, k)
+    (PlacedNode(name='a', gpus=(1,)), PlacedNode(name='b', gpus=(0,)))
     """
-    return _one_shot_state(cluster).place(request, gpus=gpus, nodes=nodes, domain=domain)
+    require_cluster(cluster, call="place()")
+    req, gpus = gpus_request(request, gpus)
+    return _one_shot_state(cluster).place(req, gpus=gpus, nodes=nodes, domain=domain)
 
 
 # One-shot placement reuses one unallocated ClusterState per Cluster object: loading 18,432

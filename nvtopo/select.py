@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import nvtopo._core as _core
+from nvtopo._validate import require_topology
 from nvtopo.exceptions import SelectionError, UnknownGpuError
 from nvtopo.model import PCIE_CLASSES, NodeTopology
 
@@ -197,6 +198,7 @@ def select_gpus(
     >>> select_gpus(t, 2).gpus
     (1, 2)
     """
+    require_topology(topology, call="select_gpus()")
     core = core_topology(topology)
     avail = None if available is None else _ids(available, "available")
     req = _ids(required, "required")

@@ -355,10 +355,13 @@ class NodeTopology:
     # -- constructors and views ------------------------------------------------------------
 
     @classmethod
-    def from_nvidia_smi(cls, text: str, *, source: str = "<text>") -> NodeTopology:
-        """Parse the output of ``nvidia-smi topo -m``."""
+    def from_nvidia_smi(cls, text: str | bytes, *, source: str = "<text>") -> NodeTopology:
+        """Parse the output of ``nvidia-smi topo -m`` (text, or the bytes of
+        ``subprocess.check_output``)."""
+        from nvtopo._validate import capture_text
         from nvtopo.formats.smi_topo import parse_topo_matrix
 
+        text = capture_text(text, source=source, command="nvidia-smi topo -m")
         return parse_topo_matrix(text, source=source)
 
     @classmethod
