@@ -49,3 +49,30 @@ def test_allocations_are_looked_up_per_pool_not_scanned(monkeypatch: pytest.Monk
     pools, allocations = len(cluster.nodes), len(busy)
     # A scan compares every allocation with every pool: 72 × 144 = 10,368.
     assert _CountedPool.compared <= 2 * (pools + allocations)
+
+
+def test_the_cluster_is_built_without_gc_pauses_and_gc_comes_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    cluster = nvtopo.cluster("gb200-nvl72")
+    slices = [s for pool in cluster_slices(cluster, driver=DRIVER).values() for s in pool]
+    seen: list[bool] = []
+    real = readback._node
+
+    def watched(pool: str, found: list[Any]) -> Any:
+        seen.append(gc.isenabled())
+        return real(pool, found)
+
+    monkeypatch.setattr(readback, "_node", watched)
+    assert gc.isenabled()
+    readback.cluster_from_objects(slices, [], driver=DRIVER)
+    assert seen and not any(seen)
+    assert gc.isenabled()
+    gc.disable()  # a caller that turned it off keeps it off
+    try:
+        readback.cluster_from_objects(slices, [], driver=DRIVER)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
