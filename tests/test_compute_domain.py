@@ -384,8 +384,8 @@ def test_cli_plan_json_and_table(capsys: pytest.CaptureFixture[str]) -> None:
     ]
     assert main([*base, "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["kind"] == "List"
-    assert [m["kind"] for m in doc["items"]] == ["ComputeDomain", "Job"]
+    assert [m["kind"] for m in doc["manifests"]] == ["ComputeDomain", "Job"]
+    assert [n["name"] for n in doc["placement"]["nodes"]] == ["rack0000-tray00", "rack0000-tray01"]
     assert main([*base, "--format", "table"]) == 0
     out = capsys.readouterr().out
     assert "rack0000-tray00  GPUs 0, 1, 2, 3" in out

@@ -12,8 +12,10 @@ import click
 
 from nvtopo._core import __version__
 from nvtopo.cli.compute_domain import compute_domain
+from nvtopo.cli.doctor import doctor
 from nvtopo.cli.dump import dump
 from nvtopo.cli.imex import imex
+from nvtopo.cli.launch import launch
 from nvtopo.cli.place import place
 from nvtopo.cli.publish import publish
 from nvtopo.cli.slices import claim, slices
@@ -37,6 +39,8 @@ cli.add_command(claim)
 cli.add_command(publish)
 cli.add_command(compute_domain)
 cli.add_command(imex)
+cli.add_command(launch)
+cli.add_command(doctor)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,13 +112,19 @@ def load_source(spec: str) -> NodeTopology | Cluster:
 
         return load_system(arg)
     if kind == "smi-topo":
+        from nvtopo.formats.captures import refuse_other_capture
         from nvtopo.formats.smi_topo import parse_topo_matrix
 
-        return parse_topo_matrix(read_text(spec, arg), source=arg if arg != "-" else "<stdin>")
+        text, where = read_text(spec, arg), arg if arg != "-" else "<stdin>"
+        refuse_other_capture(text, expected="nvidia-smi topo -m", source=where)
+        return parse_topo_matrix(text, source=where)
     if kind == "smi-xml":
+        from nvtopo.formats.captures import refuse_other_capture
         from nvtopo.formats.smi_xml import parse_smi_xml
 
-        return parse_smi_xml(read_text(spec, arg), source=arg if arg != "-" else "<stdin>")
+        text, where = read_text(spec, arg), arg if arg != "-" else "<stdin>"
+        refuse_other_capture(text, expected="nvidia-smi -q -x", source=where)
+        return parse_smi_xml(text, source=where)
     if kind == "file":
         from nvtopo.formats.jsonio import cluster_from_json, load_document, node_from_json
 
