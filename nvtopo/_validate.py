@@ -13,11 +13,19 @@ The model classes are imported inside the functions: this module sits beside the
 from __future__ import annotations
 
 import codecs
-from typing import Any
+from typing import Any, TypeVar
 
 from nvtopo.exceptions import ParseError, SelectionError
 
-__all__ = ["capture_text", "gpus_request", "require_cluster", "require_topology"]
+__all__ = [
+    "capture_text",
+    "gpus_request",
+    "require_cluster",
+    "require_document",
+    "require_topology",
+]
+
+R = TypeVar("R")
 
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
@@ -52,6 +60,15 @@ def capture_text(data: Any, *, source: str, command: str) -> str:
     )
 
 
+def require_document(data: Any, *, source: str) -> None:
+    """Raise :class:`ParseError` unless ``data`` is JSON text, its bytes or a parsed dict."""
+    if not isinstance(data, (str, bytes, bytearray, dict)):
+        raise ParseError(
+            f"expected an nvtopo JSON document (str, bytes or dict), got {type(data).__name__}",
+            source=source,
+        )
+
+
 def require_topology(topology: Any, *, call: str) -> None:
     """Raise :class:`SelectionError` unless ``topology`` is a ``NodeTopology``."""
     from nvtopo.model import NodeTopology
@@ -80,12 +97,14 @@ def require_cluster(cluster: Any, *, call: str) -> None:
     raise SelectionError(f"{call} needs a Cluster, got {type(cluster).__name__}{hint}")
 
 
-def gpus_request(request: Any, gpus: int | None) -> tuple[Any, int | None]:
+def gpus_request(request: R | int | None, gpus: int | None) -> tuple[R | None, int | None]:
     """``place(cluster, 16, nodes=4)``: a GPU count where the request goes is ``gpus=``.
 
     Returns the ``(request, gpus)`` to use; anything else is passed on unchanged.
     """
-    if isinstance(request, int) and not isinstance(request, bool):
+    if isinstance(request, bool):  # an int to Python, never a GPU count
+        raise SelectionError(f"expected a GPU count or a PlacementRequest, got {request!r}")
+    if isinstance(request, int):
         if gpus is not None:
             raise SelectionError(f"GPU count given twice: {request} and gpus={gpus}")
         return None, request

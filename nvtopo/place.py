@@ -193,6 +193,7 @@ class ClusterState:
     """
 
     def __init__(self, cluster: Cluster) -> None:
+        require_cluster(cluster, call="ClusterState()")
         interned: dict[Any, _core.Topology] = {}
         by_id: dict[int, _core.Topology] = {}
         rows = []
@@ -239,7 +240,7 @@ class ClusterState:
 
     def place(
         self,
-        request: PlacementRequest | None = None,
+        request: PlacementRequest | int | None = None,
         /,
         *,
         gpus: int | None = None,
@@ -247,7 +248,8 @@ class ClusterState:
         domain: Domain | None = None,
     ) -> Placement:
         """The best placement of the request (Contract 2), not committed."""
-        r = _request(request, gpus, nodes, domain)
+        req, gpus = gpus_request(request, gpus)
+        r = _request(req, gpus, nodes, domain)
         try:
             return _placement(self._core.place(r.gpus, r.nodes, r.domain))
         except OverflowError:
@@ -255,7 +257,7 @@ class ClusterState:
 
     def allocate(
         self,
-        request: PlacementRequest | None = None,
+        request: PlacementRequest | int | None = None,
         /,
         *,
         gpus: int | None = None,
@@ -263,7 +265,8 @@ class ClusterState:
         domain: Domain | None = None,
     ) -> Allocation:
         """Place the request and commit it."""
-        r = _request(request, gpus, nodes, domain)
+        req, gpus = gpus_request(request, gpus)
+        r = _request(req, gpus, nodes, domain)
         try:
             ident, raw = self._core.allocate(r.gpus, r.nodes, r.domain)
         except OverflowError:
@@ -319,8 +322,7 @@ def place(
     (PlacedNode(name='a', gpus=(1,)), PlacedNode(name='b', gpus=(0,)))
     """
     require_cluster(cluster, call="place()")
-    req, gpus = gpus_request(request, gpus)
-    return _one_shot_state(cluster).place(req, gpus=gpus, nodes=nodes, domain=domain)
+    return _one_shot_state(cluster).place(request, gpus=gpus, nodes=nodes, domain=domain)
 
 
 # One-shot placement reuses one unallocated ClusterState per Cluster object: loading 18,432

@@ -228,6 +228,7 @@ def partition(topology: NodeTopology, k: int) -> tuple[tuple[int, ...], ...]:
     >>> partition(t, 2)
     ((0, 3), (1, 2))
     """
+    require_topology(topology, call="partition()")
     core = core_topology(topology)
     try:
         groups = core.partition(k)

@@ -57,3 +57,23 @@ def test_place_takes_a_bare_gpu_count_like_select_gpus() -> None:
         nvtopo.place(racks, 16, gpus=8)
     with pytest.raises(NvtopoError):
         nvtopo.place(racks, True)  # type: ignore[arg-type]
+
+
+def test_cluster_state_and_partition_check_their_arguments_too() -> None:
+    from nvtopo.place import ClusterState
+
+    with pytest.raises(SelectionError, match=r"partition\(\) needs a NodeTopology"):
+        nvtopo.partition(None, 2)  # type: ignore[arg-type]
+    for bad in (None, nvtopo.system("dgx-h100")):
+        with pytest.raises(SelectionError, match=r"ClusterState\(\) needs a Cluster"):
+            ClusterState(bad)  # type: ignore[arg-type]
+    state = ClusterState(nvtopo.cluster("gb200-nvl72x2"))
+    assert state.place(8, nodes=2) == state.place(gpus=8, nodes=2)
+    taken = state.allocate(8, nodes=2)
+    assert len(taken.placement.nodes) == 2
+
+
+@pytest.mark.parametrize("bad", [None, 3, ["gpus"]])
+def test_from_json_refuses_what_is_no_document(bad: Any) -> None:
+    with pytest.raises(ParseError, match="expected an nvtopo JSON document"):
+        nvtopo.NodeTopology.from_json(bad)

@@ -369,8 +369,10 @@ class NodeTopology:
         cls, data: str | bytes | dict[str, Any], *, source: str = "<json>"
     ) -> NodeTopology:
         """Read the ``nvtopo.dev/v1`` ``NodeTopology`` JSON format (text or parsed)."""
+        from nvtopo._validate import require_document
         from nvtopo.formats.jsonio import node_from_json
 
+        require_document(data, source=source)
         return node_from_json(data, source=source)
 
     def replace_gpus(self, gpus: Iterable[Gpu]) -> NodeTopology:
