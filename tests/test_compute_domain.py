@@ -156,11 +156,14 @@ def test_plan_moves_to_another_rack_when_the_first_is_too_damaged(
     assert all(cluster.node(n).domain == clique for n in p.nodes)
 
 
-def test_degraded_nvlinks_gate_a_node_that_contract_2_alone_would_take(racks: Cluster) -> None:
+def test_degraded_nvlinks_keep_a_node_out_of_place_and_of_the_plan(racks: Cluster) -> None:
+    """The GPU with NVLinks down is tainted, so placement counts its tray 3 GPUs short."""
     clique, trays = first_rack(racks)
     cluster = change(racks, {trays[5]: links_down(0, 4, 5)})
     whole_rack = PlacementRequest(72, 18, "required")
-    assert trays[5] in {n.name for n in place(cluster, whole_rack).nodes}
+    assert cluster.node(trays[5]).free == (1, 2, 3)
+    assert trays[5] not in {n.name for n in place(cluster, whole_rack).nodes}
+    assert trays[5] in {n.name for n in place(racks, whole_rack).nodes}
     p = compute_domain.plan(cluster, name="rack", gpus=72, nodes=18)
     assert trays[5] not in p.nodes
     assert p.cliques != (clique,)
@@ -190,12 +193,12 @@ def test_nodes_without_a_clique_are_listed_for_multi_node_jobs() -> None:
     mixed = Cluster((*rack.nodes, h100))
     p = compute_domain.plan(mixed, name="mixed", gpus=8, nodes=2)
     assert "h100-0" not in p.nodes
-    assert [(e.name, e.reasons) for e in p.excluded] == [("h100-0", ("not in an NVLink clique",))]
-    # One node needs no clique: the 8-GPU H100 node is a fine single-node domain.
-    single = compute_domain.plan(mixed, name="single", gpus=8, nodes=1)
-    assert single.nodes == ("h100-0",)
-    assert len(single.excluded) == 18
-    assert {e.reasons for e in single.excluded} == {("4 free GPUs, 8 needed",)}
+    no_fabric = ("GPUs 0-7: no multi-node NVLink fabric info",)
+    assert [(e.name, e.reasons) for e in p.excluded] == [("h100-0", no_fabric)]
+    # A ComputeDomain is an IMEX domain: a node without multi-node fabric joins none, also
+    # alone (as `imex check` says), so 8 GPUs on one node fit nowhere here.
+    with pytest.raises(InfeasibleError, match="no multi-node NVLink fabric info"):
+        compute_domain.plan(mixed, name="single", gpus=8, nodes=1)
 
 
 def test_infeasible_request_counts_the_excluded_nodes(racks: Cluster) -> None:

@@ -7,6 +7,7 @@ usage mistakes exit 2; nothing prints a traceback for them.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
@@ -20,7 +21,7 @@ from nvtopo.cli.place import place
 from nvtopo.cli.publish import publish
 from nvtopo.cli.slices import claim, slices
 from nvtopo.cli.systems import systems
-from nvtopo.exceptions import NvtopoError
+from nvtopo.exceptions import NvtopoError, NvtopoWarning
 
 __all__ = ["cli", "main"]
 
@@ -43,8 +44,20 @@ cli.add_command(launch)
 cli.add_command(doctor)
 
 
+def _show_warning(message: Warning | str, *_args: object, **_kwargs: object) -> None:
+    click.echo(f"nvtopo: warning: {message}", err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status (used by the ``nvtopo`` console script)."""
+    with warnings.catch_warnings():
+        # Input read with something missing is said in one line, like an error.
+        warnings.simplefilter("always", NvtopoWarning)
+        warnings.showwarning = _show_warning
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         # A command ends early with click's Exit(code) where it has its own exit status
         # (`imex check`, an interrupted apply); click hands that code back here.

@@ -26,15 +26,18 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from nvtopo.dra.attributes import DEFAULT_SET_SIZES, gpu_devices, partition_groups
+from nvtopo.dra.attributes import DEFAULT_SET_SIZES, device_name, gpu_devices, partition_groups
 from nvtopo.dra.limits import (
     MAX_DEVICES_PER_SLICE,
+    MAX_DEVICES_PER_SLICE_WITH_TAINTS_OR_COUNTERS,
     DraLimitError,
+    check_attribute_value,
     check_device,
     check_dns_subdomain,
     check_driver_name,
     check_resource_slice,
 )
+from nvtopo.dra.taints import TaintEffect, device_taints
 from nvtopo.model import NodeTopology
 from nvtopo.model.cluster import Cluster, ClusterNode
 
@@ -85,6 +88,22 @@ def _check_args(driver: str, generation: int, max_devices_per_slice: int) -> Non
         )
 
 
+def _with_taints(
+    topology: NodeTopology, devices: list[dict[str, Any]], effect: TaintEffect | None
+) -> list[dict[str, Any]]:
+    """``devices`` with the health taints of their GPUs (:mod:`nvtopo.dra.taints`)."""
+    if effect is None:
+        return devices
+    by_name = {device_name(g): device_taints(g, effect=effect) for g in topology.gpus}
+    if not any(by_name.values()):
+        return devices
+    out = []
+    for d in devices:
+        taints = by_name.get(d["name"])
+        out.append({**d, "taints": taints} if taints else d)
+    return out
+
+
 def _pool_slices(
     node: str,
     driver: str,
@@ -92,6 +111,10 @@ def _pool_slices(
     devices: list[dict[str, Any]],
     max_devices_per_slice: int,
 ) -> list[Manifest]:
+    if any("taints" in d for d in devices):
+        max_devices_per_slice = min(
+            max_devices_per_slice, MAX_DEVICES_PER_SLICE_WITH_TAINTS_OR_COUNTERS
+        )
     chunks = [
         devices[i : i + max_devices_per_slice]
         for i in range(0, len(devices), max_devices_per_slice)
@@ -122,6 +145,7 @@ def resource_slices(
     max_devices_per_slice: int = MAX_DEVICES_PER_SLICE,
     set_sizes: Iterable[int] = DEFAULT_SET_SIZES,
     clique: str | None = None,
+    taint_effect: TaintEffect | None = "NoSchedule",
 ) -> list[Manifest]:
     """The ResourceSlice manifests (plain dicts) that publish ``topology`` as node ``node``.
 
@@ -136,12 +160,15 @@ def resource_slices(
     generation
         Pool generation; raise it whenever the pool's content changes.
     max_devices_per_slice
-        Devices per slice, at most 128 (pass 64 for devices with taints or counters).
+        Devices per slice, at most 128; 64 at most once any device carries a taint.
     set_sizes
         Group sizes published as ``topology.nvtopo.dev/set<k>``.
     clique
         The node's NVLink domain when known from elsewhere (a cluster file); by default the
         one its GPUs' fabric info agrees on.
+    taint_effect
+        The effect of the health taints on GPUs with NVLinks down or fabric health degraded
+        (:mod:`nvtopo.dra.taints`); None publishes no taints.
 
     Raises
     ------
@@ -159,6 +186,7 @@ def resource_slices(
     _check_args(driver, generation, max_devices_per_slice)
     check_dns_subdomain(node, what="node name", where=f"node {node!r}")
     devices = gpu_devices(topology, clique=clique, set_sizes=set_sizes)
+    devices = _with_taints(topology, devices, taint_effect)
     slices = _pool_slices(node, driver, generation, devices, max_devices_per_slice)
     names: set[str] = set()
     for s in slices:
@@ -172,15 +200,18 @@ def resource_slices(
     return slices
 
 
-def _fresh(devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _fresh(devices: list[dict[str, Any]], uuids: list[str] | None = None) -> list[dict[str, Any]]:
     # Each manifest gets its own dicts (callers may edit one node's slice; YAML output must not
-    # turn shared objects into anchors), built straight from the checked template.
+    # turn shared objects into anchors), built straight from the checked template; ``uuids``
+    # are the node's own GPU UUIDs where the template is a sibling node's.
     out = []
-    for d in devices:
+    for i, d in enumerate(devices):
         dev: dict[str, Any] = {
             "name": d["name"],
             "attributes": {k: dict(v) for k, v in d["attributes"].items()},
         }
+        if uuids is not None:
+            dev["attributes"]["uuid"] = {"string": uuids[i]}
         if "capacity" in d:
             dev["capacity"] = {k: dict(v) for k, v in d["capacity"].items()}
         out.append(dev)
@@ -208,6 +239,7 @@ def cluster_resource_slices(
     generation: int = 1,
     max_devices_per_slice: int = MAX_DEVICES_PER_SLICE,
     set_sizes: Iterable[int] = DEFAULT_SET_SIZES,
+    taint_effect: TaintEffect | None = "NoSchedule",
 ) -> list[Manifest]:
     """ResourceSlices for every node of ``cluster``, in node order.
 
@@ -224,36 +256,71 @@ def cluster_resource_slices(
     (36, 36)
     """
     _check_args(driver, generation, max_devices_per_slice)
-    templates = _Templates(tuple(set_sizes))
+    templates = _Templates(tuple(set_sizes), taint_effect)
     out: list[Manifest] = []
     with _gc_paused():
         for n in cluster.nodes:
             check_dns_subdomain(n.name, what="node name", where=f"node {n.name!r}")
-            devices = _fresh(templates.devices(n))
+            devices = _fresh(*templates.devices(n))
             out.extend(_pool_slices(n.name, driver, generation, devices, max_devices_per_slice))
     return out
+
+
+_MASK = {"uuid": None, "platform": None}
+
+
+def _siblings(a: NodeTopology, b: NodeTopology) -> bool:
+    """Whether ``a`` and ``b`` give the same devices but for GPU UUIDs: every field equal but
+    the GPUs' UUIDs and rack positions (which no attribute but ``uuid`` reads). The trays of
+    a catalog rack share their records, so the comparison mostly meets identical objects."""
+    if a.pairs is not b.pairs and a.pairs != b.pairs:
+        return False
+    if (a.driver_version, a.cuda_version, len(a.gpus)) != (
+        b.driver_version,
+        b.cuda_version,
+        len(b.gpus),
+    ):
+        return False
+    return all(
+        {**vars(g), **_MASK} == {**vars(h), **_MASK} for g, h in zip(a.gpus, b.gpus, strict=True)
+    )
 
 
 class _Templates:
     """Checked device lists, one per (topology object, clique), shared by the nodes using them."""
 
-    def __init__(self, sizes: tuple[int, ...]) -> None:
+    def __init__(self, sizes: tuple[int, ...], taint_effect: TaintEffect | None) -> None:
         self.sizes = sizes
+        self.taint_effect = taint_effect
         self.by_key: dict[tuple[int, str | None], list[dict[str, Any]]] = {}
+        # Per clique, the last node whose list was built: the next may be its sibling.
+        self.recent: dict[str | None, tuple[NodeTopology, list[dict[str, Any]]]] = {}
         self.groups: dict[int, dict[int, tuple[tuple[int, ...], ...]]] = {}
         # Holding every topology keeps the id() keys above from being reused.
         self.alive: list[NodeTopology] = []
 
-    def devices(self, node: ClusterNode) -> list[dict[str, Any]]:
+    def devices(self, node: ClusterNode) -> tuple[list[dict[str, Any]], list[str] | None]:
+        """The checked device list of ``node`` and, where it is a sibling's, its own UUIDs."""
         topo, clique = node.topology, node.domain
         key = (id(topo), clique)
         found = self.by_key.get(key)
         if found is not None:
-            return found
+            return found, None
+        # A node that differs from the last one built only in its GPUs' UUIDs (the trays of
+        # a catalog rack) shares its checked list; each gets its own UUIDs, checked alone.
+        recent = self.recent.get(clique)
+        if recent is not None and _siblings(recent[0], topo):
+            uuids: list[str] = []
+            for i, g in enumerate(topo.gpus):
+                if g.uuid is None or len(g.uuid) > 64:
+                    check_attribute_value({"string": g.uuid}, where=f"node {node.name}, GPU {i}")
+                uuids.append(g.uuid or "")
+            return recent[1], uuids
         if id(topo) not in self.groups:
             self.groups[id(topo)] = partition_groups(topo, self.sizes)
             self.alive.append(topo)
         devices = gpu_devices(topo, clique=clique, groups=self.groups[id(topo)])
+        devices = _with_taints(topo, devices, self.taint_effect)
         seen: set[str] = set()
         for i, d in enumerate(devices):
             check_device(d, where=f"node {node.name}", index=i)
@@ -261,4 +328,6 @@ class _Templates:
                 raise DraLimitError(f"node {node.name!r}: device name {d['name']!r} appears twice")
             seen.add(d["name"])
         self.by_key[key] = devices
-        return devices
+        if all(g.uuid is not None for g in topo.gpus):
+            self.recent[clique] = (topo, devices)
+        return devices, None
