@@ -27,6 +27,7 @@ from benches import (  # noqa: E402
     bench_publish,
     bench_readback,
     bench_select,
+    bench_service,
     bench_slices,
     trace,
 )
@@ -36,7 +37,7 @@ from benches._criterion import CriterionResult, run_criterion  # noqa: E402
 __all__ = ["main"]
 
 RESULTS = ROOT / "benches" / "RESULTS.md"
-PARTS = ("criterion", "select", "place", "trace", "slices", "readback", "publish")
+PARTS = ("criterion", "select", "place", "trace", "slices", "readback", "publish", "service")
 
 #: DESIGN.md targets, listed as not measured when no part of this run judged them.
 UNJUDGED = (
@@ -250,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
             elif part == "readback":
                 cfg_rb = bench_readback.QUICK if args.quick else bench_readback.FULL
                 section = bench_readback.run(cfg_rb)
+            elif part == "service":
+                cfg_s = bench_service.QUICK if args.quick else bench_service.FULL
+                section = bench_service.run(cfg_s)
             else:
                 cfg = bench_publish.QUICK if args.quick else bench_publish.FULL
                 section = bench_publish.run(cfg)

@@ -146,6 +146,11 @@ def _publisher(
         if not owner:
             owner.append(_owner(api_client, agent_node))
         slices = node_slices(obj, node=agent_node, driver=driver, owner=owner[0])
+        if len(owner) == 1:  # at start: never beside another driver publishing these GPUs
+            from nvtopo.dra.coexist import check_no_shared_gpus
+
+            check_no_shared_gpus(api_client, agent_node, driver, slices)
+            owner.append(None)
         return publish_slices(
             api_client, {agent_node: slices}, driver=driver, dry_run=dry_run, stop=stop, prune=prune
         )
@@ -219,6 +224,10 @@ def publish(
             _show(publish_once(), fmt, reason)
 
         def failed(exc: NvtopoError) -> None:
+            from nvtopo.dra.coexist import SharedGpuError
+
+            if isinstance(exc, SharedGpuError):
+                raise exc  # refuse to start: retrying cannot help
             # Not `error:`: the agent carries on, and log scanners must not page on it.
             click.echo(f"nvtopo: publish failed, retrying at the next wake-up: {exc}", err=True)
 
