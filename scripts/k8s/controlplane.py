@@ -213,6 +213,9 @@ def start(
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         # On by default since 1.34; stated so that a later pin cannot silently drop it.
         "--runtime-config=resource.k8s.io/v1=true",
+        # Device taints in ResourceSlices (alpha in 1.34, off by default): nvtopo publishes
+        # unhealthy GPUs as tainted devices, and a server without the gate drops the field.
+        "--feature-gates=DRADeviceTaints=true",
         # No controller-manager runs, so nothing creates the "default" ServiceAccount that
         # this plugin would demand of every Pod.
         "--disable-admission-plugins=ServiceAccount",
