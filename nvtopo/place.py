@@ -23,6 +23,7 @@ aggregates, so a request does not visit every node of a large cluster.
 
 from __future__ import annotations
 
+import gc
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -273,22 +274,46 @@ class ClusterState:
         require_cluster(cluster, call="ClusterState()")
         interned: dict[Any, _core.Topology] = {}
         by_id: dict[int, _core.Topology] = {}
-        rows = []
+        # Per topology object: its core copy and the GPUs it offers when all are free.
+        kinds: dict[int, tuple[_core.Topology, list[int]]] = {}
+        rows: list[tuple[str, _core.Topology, str | None, list[int], bool]] = []
         # Each node's clique and, where it has none for a reason, the reason: the placement
         # says which ComputeDomain each node joins and why one joins none.
         self._verdicts: _Verdicts = {}
+        # A bulk load makes one row per node and frees nothing: the cyclic collector would
+        # only walk the whole cluster again and again (seconds at 73,728 nodes).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._core = _core.ClusterState(self._rows(cluster, kinds, by_id, interned, rows))
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _rows(
+        self,
+        cluster: Cluster,
+        kinds: dict[int, tuple[_core.Topology, list[int]]],
+        by_id: dict[int, _core.Topology],
+        interned: dict[Any, _core.Topology],
+        rows: list[tuple[str, _core.Topology, str | None, list[int], bool]],
+    ) -> list[tuple[str, _core.Topology, str | None, list[int], bool]]:
         for node in cluster.nodes:
-            self._verdicts[node.name] = (node.domain, node.verdict.reason)
-            rows.append(
-                (
-                    node.name,
-                    self._intern(node.topology, by_id, interned),
-                    node.domain,
-                    list(node.free),
-                    node.in_compute_domain,
+            domain = node.domain
+            self._verdicts[node.name] = (domain, node.verdict.reason)
+            topo = node.topology
+            kind = kinds.get(id(topo))
+            if kind is None:
+                unfit = topo.unfit_gpus
+                kind = kinds[id(topo)] = (
+                    self._intern(topo, by_id, interned),
+                    [g for g in topo.gpu_indices if g not in unfit],
                 )
-            )
-        self._core = _core.ClusterState(rows)
+            # As ``node.free`` reads it (GPUs with a health finding left out), once per kind
+            # for the nodes that have every GPU free.
+            free = kind[1] if node.free_gpus is None else list(node.free)
+            rows.append((node.name, kind[0], domain, free, node.in_compute_domain))
+        return rows
 
     @staticmethod
     def _intern(
