@@ -150,7 +150,7 @@ def _annotate(slices: list[Manifest], text: str, owner: dict[str, Any] | None) -
     for i, s in enumerate(slices):
         meta = s["metadata"]
         if i == 0:
-            meta["annotations"] = {TOPOLOGY_ANNOTATION: text}
+            meta.setdefault("annotations", {})[TOPOLOGY_ANNOTATION] = text
         if owner is not None:
             meta["ownerReferences"] = [dict(owner)]
     return slices

@@ -235,3 +235,31 @@ def test_the_node_condition_is_written_once_and_flips_back(
     obj = api.request("GET", RawApi.item("/api/v1/nodes", node), what=node)
     [cond] = [c for c in obj["status"]["conditions"] if c["type"] == CONDITION_TYPE]
     assert cond["status"] == "False"
+
+
+def test_a_server_with_device_taints_off_drops_them_and_republish_writes_nothing(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A real kube-apiserver with the DRADeviceTaints gate off stores the slice without its
+    taints; the digest annotation keeps the publisher from rewriting it every round."""
+    from kubernetes import config
+
+    from .conftest import controlplane
+    from .restartable import RestartablePlane
+
+    gates = "--feature-gates=DRADeviceTaints=false,DRADeviceTaintRules=false"
+    plane = RestartablePlane(controlplane, tmp_path_factory.mktemp("k8s-no-taints"), (gates,))
+    try:
+        client = config.new_client_from_config(config_file=str(plane.plane.kubeconfig))  # type: ignore[no-untyped-call]
+        b200 = with_lost_nvlinks(nvtopo.system("hgx-b200"), [2])
+        first = publish(client, b200, node="gate-off", driver="g.nvtopo.dev")
+        stored = _devices(RawApi(client), "g.nvtopo.dev", "gate-off")
+        assert first.writes >= 1
+        assert not any(d.get("taints") for d in stored.values()), "the gate is off: dropped"
+        again = publish(client, b200, node="gate-off", driver="g.nvtopo.dev")
+        assert again.writes == 0
+        other = with_lost_nvlinks(nvtopo.system("hgx-b200"), [3])
+        assert publish(client, other, node="gate-off", driver="g.nvtopo.dev").writes == 1
+        client.close()
+    finally:
+        plane.close()
