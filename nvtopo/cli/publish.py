@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -17,6 +18,7 @@ import click
 from nvtopo.cli.kube import api_client as kube_api_client
 from nvtopo.cli.output import console, emit, format_option
 from nvtopo.cli.sources import load_source, source_option
+from nvtopo.dra.taints import TaintEffect
 from nvtopo.exceptions import NvtopoError
 from nvtopo.model.cluster import Cluster
 
@@ -116,6 +118,31 @@ def _show(result: Any, fmt: str, reason: str | None) -> None:
             out.print(f"... and {len(result.changes) - _MAX_CHANGE_ROWS} more")
 
 
+@dataclass(frozen=True)
+class _Health:
+    """What the agent writes for GPU health besides its slices (:mod:`nvtopo.dra.health_agent`)."""
+
+    effect: TaintEffect | None = "NoSchedule"
+    companion: bool = False
+    condition: bool = True
+
+    def write(self, api_client: Any, node: str, topology: Any) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        from nvtopo.dra.health_agent import reconcile_node_condition, reconcile_taint_rules
+        from nvtopo.kube.client import RawApi
+        from nvtopo.kube.retry import KubeApiError, api_message
+
+        api = RawApi(api_client)
+        try:
+            if self.condition:
+                reconcile_node_condition(api, node, topology)
+            if self.companion and self.effect is not None:
+                reconcile_taint_rules(api, node, topology, effect=self.effect)
+        except ApiException as exc:
+            raise KubeApiError(f"health of node {node}: {api_message(exc)}", status=exc.status)
+
+
 def _publisher(
     source: str,
     node: str | None,
@@ -124,9 +151,12 @@ def _publisher(
     dry_run: bool,
     stop: threading.Event,
     prune: bool = False,
+    health: _Health | None = None,
 ) -> Callable[[], Any]:
     from nvtopo.dra.publish import node_slices
     from nvtopo.dra.publish import publish as publish_slices
+
+    health = health or _Health()
 
     api_client = kube_api_client(kubeconfig)
     agent_node = node or os.environ.get("NODE_NAME") or socket.gethostname()
@@ -145,15 +175,21 @@ def _publisher(
             )
         if not owner:
             owner.append(_owner(api_client, agent_node))
-        slices = node_slices(obj, node=agent_node, driver=driver, owner=owner[0])
+        slices = node_slices(
+            obj, node=agent_node, driver=driver, owner=owner[0], taint_effect=health.effect
+        )
         if len(owner) == 1:  # at start: never beside another driver publishing these GPUs
             from nvtopo.dra.coexist import check_no_shared_gpus
 
-            check_no_shared_gpus(api_client, agent_node, driver, slices)
+            if not health.companion:  # companion mode: NVIDIA's driver publishes them too
+                check_no_shared_gpus(api_client, agent_node, driver, slices)
             owner.append(None)
-        return publish_slices(
+        result = publish_slices(
             api_client, {agent_node: slices}, driver=driver, dry_run=dry_run, stop=stop, prune=prune
         )
+        if not dry_run:
+            health.write(api_client, agent_node, obj)
+        return result
 
     return once
 
@@ -189,6 +225,26 @@ def _publisher(
     "it sooner)",
 )
 @click.option("--dry-run", is_flag=True, help="show what would change; write nothing")
+@click.option(
+    "--taint-effect",
+    type=click.Choice(["NoSchedule", "NoExecute", "none"]),
+    default="NoSchedule",
+    show_default=True,
+    help="effect of the device taint on a GPU with NVLinks down or a degraded fabric "
+    "(NoExecute also evicts running pods; none: publish no taints)",
+)
+@click.option(
+    "--companion",
+    is_flag=True,
+    help="NVIDIA's GPU driver keeps publishing the GPUs (gpu.nvidia.com): mirror the health "
+    "taints onto its devices as DeviceTaintRules, and do not refuse its slices",
+)
+@click.option(
+    "--node-condition/--no-node-condition",
+    default=True,
+    show_default=True,
+    help="keep the node's NVLinkCliqueDegraded condition up to date",
+)
 @format_option(
     ["table", "json", "yaml"],
     default="table",
@@ -203,6 +259,9 @@ def publish(
     once: bool,
     interval: float,
     dry_run: bool,
+    taint_effect: str,
+    companion: bool,
+    node_condition: bool,
     fmt: str,
 ) -> None:
     """Publish this node's GPUs as DRA ResourceSlices and keep them up to date.
@@ -213,7 +272,9 @@ def publish(
     from nvtopo.dra.watch import NvmlEvents, watch
 
     stop = threading.Event()
-    publish_once = _publisher(source, node, driver, kubeconfig, dry_run, stop, prune)
+    effect: TaintEffect | None = None if taint_effect == "none" else taint_effect  # type: ignore[assignment]
+    health = _Health(effect=effect, companion=companion, condition=node_condition)
+    publish_once = _publisher(source, node, driver, kubeconfig, dry_run, stop, prune, health)
     with _sigterm_sets(stop):
         if once:
             _show(publish_once(), fmt, None)

@@ -47,6 +47,7 @@ from nvtopo.dra.annotation import TOPOLOGY_ANNOTATION, encode_topology
 from nvtopo.dra.attributes import DEFAULT_SET_SIZES
 from nvtopo.dra.limits import MAX_DEVICES_PER_SLICE
 from nvtopo.dra.slices import DEFAULT_DRIVER, cluster_resource_slices, resource_slices
+from nvtopo.dra.taints import TaintEffect
 from nvtopo.exceptions import NvtopoError
 from nvtopo.kube.client import RESOURCE_SLICES, RawApi
 from nvtopo.kube.retry import KubeApiError, RetryPolicy, api_message
@@ -165,9 +166,11 @@ def node_slices(
     owner: dict[str, Any] | None = None,
     max_devices_per_slice: int = MAX_DEVICES_PER_SLICE,
     set_sizes: Iterable[int] = DEFAULT_SET_SIZES,
+    taint_effect: TaintEffect | None = "NoSchedule",
 ) -> list[Manifest]:
     """The slices :func:`publish` writes for one node: :func:`~nvtopo.dra.resource_slices`
     plus the topology annotation on the first slice and, when given, an owner reference.
+    ``taint_effect`` is the effect of the health taints (None: no taints).
 
     Examples
     --------
@@ -183,6 +186,7 @@ def node_slices(
         max_devices_per_slice=max_devices_per_slice,
         set_sizes=set_sizes,
         clique=clique,
+        taint_effect=taint_effect,
     )
     return _annotate(slices, encode_topology(topology), owner)
 

@@ -425,6 +425,10 @@ def test_the_agent_publishes_with_the_least_rbac_it_needs(
         }]  # fmt: skip
         code, out, _ = _cli(args, capsys)
         assert code == 0 and json.loads(out)["writes"] == 0
+        # The health condition was written with the agent's own identity.
+        conditions = raw.request("GET", f"/api/v1/nodes/{node}", what="node")["status"]
+        assert [c["status"] for c in conditions["conditions"]
+                if c["type"] == "NVLinkCliqueDegraded"] == ["False"]  # fmt: skip
         # No more than that: it reads no claims and touches no other kind.
         agent = config.new_client_from_config(config_file=str(kubeconfig))
         try:
