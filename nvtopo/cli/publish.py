@@ -140,7 +140,8 @@ class _Health:
             if self.companion and self.effect is not None:
                 reconcile_taint_rules(api, node, topology, effect=self.effect)
         except ApiException as exc:
-            raise KubeApiError(f"health of node {node}: {api_message(exc)}", status=exc.status)
+            what = f"health of node {node}: {api_message(exc)}"
+            raise KubeApiError(what, status=exc.status) from None
 
 
 def _publisher(
