@@ -26,6 +26,7 @@ from benches import (  # noqa: E402
     bench_core,
     bench_place,
     bench_publish,
+    bench_readback,
     bench_select,
     bench_service,
     bench_slices,
@@ -37,13 +38,29 @@ from benches._criterion import CriterionResult, run_criterion  # noqa: E402
 __all__ = ["main"]
 
 RESULTS = ROOT / "benches" / "RESULTS.md"
-PARTS = ("criterion", "core", "select", "place", "trace", "slices", "publish", "service")
+PARTS = (
+    "criterion",
+    "core",
+    "select",
+    "place",
+    "trace",
+    "slices",
+    "readback",
+    "publish",
+    "service",
+)
 
 #: DESIGN.md targets, listed as not measured when no part of this run judged them.
 UNJUDGED = (
     Target(
         "ResourceSlices for 18,432 nodes",
         "built in ≤ 2 s",
+        "not judged in this run (needs the full 18,432-node run)",
+        None,
+    ),
+    Target(
+        "reading back 18,432 nodes from their slices and claims",
+        "≤ 2 s",
         "not judged in this run (needs the full 18,432-node run)",
         None,
     ),
@@ -243,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
                 section = trace.run(trace.QUICK if args.quick else trace.FULL)
             elif part == "slices":
                 section = bench_slices.run(bench_slices.QUICK if args.quick else bench_slices.FULL)
+            elif part == "readback":
+                cfg_rb = bench_readback.QUICK if args.quick else bench_readback.FULL
+                section = bench_readback.run(cfg_rb)
             elif part == "service":
                 cfg_s = bench_service.QUICK if args.quick else bench_service.FULL
                 section = bench_service.run(cfg_s)

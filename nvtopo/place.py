@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import nvtopo._core as _core
+from nvtopo._validate import gpus_request, require_cluster
 from nvtopo.exceptions import InfeasibleError, SelectionError
 from nvtopo.model import NodeTopology
 from nvtopo.model.cluster import Cluster
@@ -270,6 +271,7 @@ class ClusterState:
     """
 
     def __init__(self, cluster: Cluster) -> None:
+        require_cluster(cluster, call="ClusterState()")
         interned: dict[Any, _core.Topology] = {}
         by_id: dict[int, _core.Topology] = {}
         # Per topology object: its core copy and the GPUs it offers when all are free.
@@ -344,7 +346,7 @@ class ClusterState:
 
     def place(
         self,
-        request: PlacementRequest | None = None,
+        request: PlacementRequest | int | None = None,
         /,
         *,
         gpus: int | None = None,
@@ -352,7 +354,8 @@ class ClusterState:
         domain: Domain | None = None,
     ) -> Placement:
         """The best placement of the request (Contract 2), not committed."""
-        r = _request(request, gpus, nodes, domain)
+        req, gpus = gpus_request(request, gpus)
+        r = _request(req, gpus, nodes, domain)
         try:
             return _placement(self._core.place(r.gpus, r.nodes, r.domain), self._verdicts)
         except OverflowError:
@@ -360,7 +363,7 @@ class ClusterState:
 
     def allocate(
         self,
-        request: PlacementRequest | None = None,
+        request: PlacementRequest | int | None = None,
         /,
         *,
         gpus: int | None = None,
@@ -368,7 +371,8 @@ class ClusterState:
         domain: Domain | None = None,
     ) -> Allocation:
         """Place the request and commit it."""
-        r = _request(request, gpus, nodes, domain)
+        req, gpus = gpus_request(request, gpus)
+        r = _request(req, gpus, nodes, domain)
         try:
             ident, raw = self._core.allocate(r.gpus, r.nodes, r.domain)
         except OverflowError:
@@ -403,7 +407,7 @@ class ClusterState:
 
 def place(
     cluster: Cluster,
-    request: PlacementRequest | None = None,
+    request: PlacementRequest | int | None = None,
     /,
     *,
     gpus: int | None = None,
@@ -420,7 +424,10 @@ def place(
     >>> c = Cluster((ClusterNode("a", box, free_gpus=(1,)), ClusterNode("b", box)))
     >>> place(c, gpus=1).nodes
     (PlacedNode(name='a', gpus=(1,)),)
+    >>> place(c, 2, nodes=2).nodes  # the GPU count alone, as select_gpus(topology, k)
+    (PlacedNode(name='a', gpus=(1,)), PlacedNode(name='b', gpus=(0,)))
     """
+    require_cluster(cluster, call="place()")
     return _one_shot_state(cluster).place(request, gpus=gpus, nodes=nodes, domain=domain)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import nvtopo._core as _core
+from nvtopo._validate import require_topology
 from nvtopo.exceptions import SelectionError, UnknownGpuError
 from nvtopo.model import PCIE_CLASSES, NodeTopology
 
@@ -143,6 +144,7 @@ def select_gpus(
     >>> s.gpus, s.bottleneck, s.bottleneck_path
     ((0, 2), 1100, 'NV4')
     """
+    require_topology(topology, call="select_gpus()")
     core = getattr(topology, _ATTR, None)
     if core is None:
         core = core_topology(topology)
@@ -180,6 +182,7 @@ def partition(topology: NodeTopology, k: int) -> tuple[tuple[int, ...], ...]:
     >>> partition(t, 2)
     ((0, 3), (1, 2))
     """
+    require_topology(topology, call="partition()")
     core = core_topology(topology)
     try:
         groups = core.partition(k)
