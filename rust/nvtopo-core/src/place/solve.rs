@@ -700,6 +700,10 @@ mod tests {
             let dp = spread_total(&cand, q, g, width).unwrap();
             let brute = spread_enumerate(&cand, Need::Total(g), q, width);
             assert_eq!(dp, brute, "{cand:?} gpus {g} q {q}");
+            for bits in [64, 128] {
+                let wide = super::super::spread::spread_total_in(&cand, q, g, width, bits);
+                assert_eq!(wide.unwrap(), brute, "{bits}-bit keys");
+            }
             cases += 1;
         }
     }

@@ -26,18 +26,37 @@ trait Packed:
     + Sub<Output = Self>
     + BitOr<Output = Self>
     + Shl<u32, Output = Self>
-    + From<u64>
 {
     /// Above every real key, with room to add keys to it without overflow: "none".
     const INF: Self;
+    /// Bits a real key may use (below INF).
+    const ROOM: u32;
+    /// `x`, which the layout guarantees to fit.
+    fn of(x: u64) -> Self;
+}
+
+impl Packed for u32 {
+    const INF: Self = 1 << 30;
+    const ROOM: u32 = 30;
+    fn of(x: u64) -> Self {
+        x as u32
+    }
 }
 
 impl Packed for u64 {
     const INF: Self = 1 << 62;
+    const ROOM: u32 = 62;
+    fn of(x: u64) -> Self {
+        x
+    }
 }
 
 impl Packed for u128 {
     const INF: Self = 1 << 126;
+    const ROOM: u32 = 126;
+    fn of(x: u64) -> Self {
+        u128::from(x)
+    }
 }
 
 /// Field offsets: GPUs taken in the low `low` bits, domain free GPUs above, nodes on top.
@@ -49,7 +68,7 @@ struct Layout {
 
 impl Layout {
     fn pack<K: Packed>(self, t: u64, f: u64, s: u64) -> K {
-        (K::from(t) << self.t_at) | (K::from(f) << self.f_at) | K::from(s)
+        (K::of(t) << self.t_at) | (K::of(f) << self.f_at) | K::of(s)
     }
 }
 
@@ -64,6 +83,17 @@ pub(super) fn spread_total(
     q: usize,
     g: u64,
     width: usize,
+) -> Result<Vec<usize>> {
+    spread_total_in(cand, q, g, width, 32)
+}
+
+/// `spread_total` with keys of at least `bits` bits (the tests try each width).
+pub(super) fn spread_total_in(
+    cand: &[(usize, Vec<u32>, u64)],
+    q: usize,
+    g: u64,
+    width: usize,
+    bits_at_least: u32,
 ) -> Result<Vec<usize>> {
     let cells = (cand.len() + 1)
         .saturating_mul(q + 1)
@@ -84,9 +114,12 @@ pub(super) fn spread_total(
         f_at: low,
         t_at: low + bits(fsum),
     };
-    if need <= 62 {
+    // The narrowest integer that holds the keys: more of them per vector instruction.
+    if need <= u32::ROOM && bits_at_least <= 32 {
+        Ok(Search::<u32>::new(cand, q, g as usize, lay).pick())
+    } else if need <= u64::ROOM && bits_at_least <= 64 {
         Ok(Search::<u64>::new(cand, q, g as usize, lay).pick())
-    } else if need <= 126 {
+    } else if need <= u128::ROOM {
         Ok(Search::<u128>::new(cand, q, g as usize, lay).pick())
     } else {
         Err(Error::Infeasible(format!(
@@ -123,7 +156,7 @@ impl<'a, K: Packed> Search<'a, K> {
             take: vec![false; len * layer],
         };
         let end = s.at(len, 0, 0);
-        s.best[end] = K::from(0);
+        s.best[end] = K::of(0);
         // top[k]: the free GPUs of the k candidates that hold the most.
         let mut caps: Vec<u64> = cand.iter().map(|c| crate::counts::capacity(&c.1)).collect();
         caps.sort_unstable_by(|x, y| y.cmp(x));
