@@ -133,6 +133,13 @@ struct Search<'a, K> {
     q: usize,
     g: usize,
     lay: Layout,
+    /// `span[j]`: the GPUs left that a path from the start can have with j domains still
+    /// to take (and on the way through a domain, j - 1): at least what the q - j + 1
+    /// largest cannot cover, at most what the j largest hold. Only these are stored.
+    span: Vec<(usize, usize)>,
+    /// Where row j starts inside one candidate's block, and the block's length.
+    off: Vec<usize>,
+    block: usize,
     /// best[(i, j, r)]: the least key over candidates i.. with j taken and r GPUs to cover.
     best: Vec<K>,
     /// Whether taking candidate i reaches best[(i, j, r)].
@@ -140,23 +147,18 @@ struct Search<'a, K> {
 }
 
 impl<'a, K: Packed> Search<'a, K> {
-    fn at(&self, i: usize, j: usize, r: usize) -> usize {
-        (i * (self.q + 1) + j) * (self.g + 1) + r
+    /// Index of (i, j, r), if r is inside row j's span.
+    fn at(&self, i: usize, j: usize, r: usize) -> Option<usize> {
+        let (a, b) = self.span[j];
+        (a <= r && r <= b).then(|| i * self.block + self.off[j] + r - a)
+    }
+
+    fn get(&self, i: usize, j: usize, r: usize) -> K {
+        self.at(i, j, r).map_or(K::INF, |x| self.best[x])
     }
 
     fn new(cand: &'a [(usize, Vec<u32>, u64)], q: usize, g: usize, lay: Layout) -> Self {
         let len = cand.len();
-        let layer = (q + 1) * (g + 1);
-        let mut s = Search {
-            cand,
-            q,
-            g,
-            lay,
-            best: vec![K::INF; (len + 1) * layer],
-            take: vec![false; len * layer],
-        };
-        let end = s.at(len, 0, 0);
-        s.best[end] = K::of(0);
         // top[k]: the free GPUs of the k candidates that hold the most.
         let mut caps: Vec<u64> = cand.iter().map(|c| crate::counts::capacity(&c.1)).collect();
         caps.sort_unstable_by(|x, y| y.cmp(x));
@@ -165,28 +167,50 @@ impl<'a, K: Packed> Search<'a, K> {
             let add = caps.get(k - 1).copied().unwrap_or(0) as usize;
             top[k] = top[k - 1].saturating_add(add);
         }
+        let mut span = vec![(0, 0)];
+        span.extend((1..=q).map(|j| (g.saturating_sub(top[q - j + 1]), g.min(top[j]))));
+        let mut off = Vec::with_capacity(q + 1);
+        let mut block = 0;
+        for &(a, b) in &span {
+            off.push(block);
+            block += (b + 1).saturating_sub(a);
+        }
+        let mut s = Search {
+            cand,
+            q,
+            g,
+            lay,
+            span,
+            off,
+            block,
+            best: vec![K::INF; (len + 1) * block],
+            take: vec![false; len * block],
+        };
+        for i in 0..=len {
+            s.best[i * block] = K::of(0); // nothing left to take or cover
+        }
         let inf = K::INF;
         let mut tmp = vec![inf; g + 1];
         let mut prev = vec![inf; g + 1];
         for i in (0..len).rev() {
             let (_, cnt, f) = &cand[i];
             let fk: K = lay.pack(0, *f, 0);
-            let (lo, hi) = s.best.split_at_mut((i + 1) * layer);
-            let here = &mut lo[i * layer..];
-            here[..g + 1].copy_from_slice(&hi[..g + 1]);
             // j - 1 of the len - i - 1 later candidates must be taken.
             for j in 1..=q.min(len - i) {
-                // GPUs left to cover with j domains to take (and on the way through this
-                // one, with j - 1): at most what the j largest hold, at least what the
-                // q - j + 1 largest cannot. Outside that range no path from the start
-                // goes, and the entries stay "none".
-                let (a, b) = (g.saturating_sub(top[q - j + 1]), g.min(top[j]));
+                let (a, b) = s.span[j];
                 if a > b {
                     continue;
                 }
-                let below = &hi[(j - 1) * (g + 1)..j * (g + 1)];
-                for (t, &x) in tmp[a..=b].iter_mut().zip(&below[a..=b]) {
-                    *t = x + fk;
+                // Row j - 1 spans from a or lower: read it from a on.
+                let (a0, b0) = s.span[j - 1];
+                let start = (i + 1) * block + s.off[j - 1] + a - a0;
+                let upto = b.min(b0);
+                tmp[a..=b].fill(inf);
+                if a <= upto {
+                    let below = &s.best[start..start + upto + 1 - a];
+                    for (t, &x) in tmp[a..=upto].iter_mut().zip(below) {
+                        *t = x + fk;
+                    }
                 }
                 for (v, &c) in cnt.iter().enumerate().skip(1) {
                     // More than ⌈g / v⌉ nodes of v free GPUs never help. The c nodes
@@ -216,12 +240,14 @@ impl<'a, K: Packed> Search<'a, K> {
                         }
                     }
                 }
-                let skip = &hi[j * (g + 1)..(j + 1) * (g + 1)];
-                let out = &mut here[j * (g + 1)..(j + 1) * (g + 1)];
-                let took = &mut s.take[i * layer + j * (g + 1)..i * layer + (j + 1) * (g + 1)];
-                for r in a..=b {
-                    out[r] = skip[r].min(tmp[r]).min(inf);
-                    took[r] = tmp[r] < inf && tmp[r] <= skip[r];
+                let row = s.off[j];
+                let (here, later) = s.best.split_at_mut((i + 1) * block);
+                let skip = &later[row..row + b + 1 - a];
+                let out = &mut here[i * block + row..i * block + row + b + 1 - a];
+                let took = &mut s.take[i * block + row..i * block + row + b + 1 - a];
+                for (k, r) in (a..=b).enumerate() {
+                    out[k] = skip[k].min(tmp[r]).min(inf);
+                    took[k] = tmp[r] < inf && tmp[r] <= skip[k];
                 }
             }
         }
@@ -231,7 +257,7 @@ impl<'a, K: Packed> Search<'a, K> {
     /// Walk forward over the candidates, taking each one that some optimum still allows.
     fn pick(&self) -> Vec<usize> {
         let mut out = Vec::with_capacity(self.q);
-        if self.best[self.at(0, self.q, self.g)] >= K::INF {
+        if self.get(0, self.q, self.g) >= K::INF {
             return out;
         }
         let mut j = self.q;
@@ -244,7 +270,7 @@ impl<'a, K: Packed> Search<'a, K> {
             let from: Vec<usize> = states
                 .iter()
                 .copied()
-                .filter(|&r| self.take[self.at(i, j, r)])
+                .filter(|&r| self.at(i, j, r).is_some_and(|x| self.take[x]))
                 .collect();
             if from.is_empty() {
                 continue; // skipping i is optimal from every state kept
@@ -253,11 +279,11 @@ impl<'a, K: Packed> Search<'a, K> {
             let (_, cnt, f) = &self.cand[i];
             let reach = sums_by_nodes(cnt, self.g);
             for &r in &from {
-                let want = self.best[self.at(i, j, r)];
+                let want = self.get(i, j, r);
                 for (t, sums) in reach.iter().enumerate() {
                     for (s, _) in sums.iter().enumerate().filter(|x| *x.1) {
                         let rest = r.saturating_sub(s);
-                        let later = self.best[self.at(i + 1, j - 1, rest)];
+                        let later = self.get(i + 1, j - 1, rest);
                         if later < K::INF && later + self.lay.pack(t as u64, *f, s as u64) == want {
                             next[rest] = true;
                         }
