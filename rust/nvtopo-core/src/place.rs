@@ -18,6 +18,7 @@
 //! `preferred`, when no single one has room) enumerates combinations of the fewest domains
 //! that can hold the job, domains with equal aggregates considered once.
 
+mod lexfirst;
 mod solve;
 mod spread;
 mod state;
