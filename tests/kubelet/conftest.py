@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from tests.k8s.conftest import apiserver, controlplane, k8s_client
+from tests.k8s.conftest import apiserver, controlplane, k8s_client, ready_nodes, scheduler
 
-__all__ = ["KubeletSide", "Plugin", "apiserver", "k8s_client"]
+__all__ = ["KubeletSide", "Plugin", "apiserver", "k8s_client", "ready_nodes", "scheduler"]
 
 SOURCE = Path(__file__).resolve().parent / "kubeletside"
 REPO = Path(__file__).resolve().parents[2]

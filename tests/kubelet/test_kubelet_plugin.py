@@ -348,3 +348,78 @@ def test_a_gpu_whose_nvlinks_go_down_reaches_the_kubelet_as_unhealthy(
         assert sick[0]["message"] == "NVLinks 0, 1 down"
     finally:
         plugin.stop()
+
+
+def test_a_claim_the_real_scheduler_allocated_is_prepared_by_the_kubelets_client(
+    apiserver: Any,
+    k8s_client: Any,
+    scheduler: Any,
+    ready_nodes: Any,
+    kubelet_dirs: dict[str, Path],
+    kubelet_factory: Any,
+) -> None:
+    """The whole path: nvtopo's slices, a pod whose claim the stock kube-scheduler allocates,
+    then the kubelet's own DRA client prepares it through the plugin."""
+    import time
+
+    from nvtopo.dra import device_classes
+    from nvtopo.dra.publish import publish
+
+    node = f"sched-{uuid.uuid4().hex[:6]}"
+    ready_nodes([node])
+    api = RawApi(k8s_client)
+    for cls in device_classes(DRIVER):
+        _ensure(api, "/apis/resource.k8s.io/v1/deviceclasses", cls)
+    topo = nvtopo.system(SYSTEM)
+    publish(k8s_client, topo, node=node, driver=DRIVER)
+    ns = f"ks-{uuid.uuid4().hex[:6]}"
+    _ensure(api, "/api/v1/namespaces", {"metadata": {"name": ns}})
+    claims = f"/apis/resource.k8s.io/v1/namespaces/{ns}/resourceclaims"
+    request = {"name": "gpus", "exactly": {"deviceClassName": DRIVER, "count": 4}}
+    made = api.request("POST", claims, what="claim", body={
+        "metadata": {"name": "four"}, "spec": {"devices": {"requests": [request]}}})  # fmt: skip
+    pod = {
+        "metadata": {"name": "trainer"},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "containers": [{"name": "c", "image": "busybox",
+                            "resources": {"claims": [{"name": "gpus"}]}}],
+            "resourceClaims": [{"name": "gpus", "resourceClaimName": "four"}],
+        },
+    }  # fmt: skip
+    api.request("POST", f"/api/v1/namespaces/{ns}/pods", what="pod", body=pod)
+    deadline = time.monotonic() + 30
+    while True:
+        got = api.request("GET", f"/api/v1/namespaces/{ns}/pods/trainer", what="pod")
+        if got["spec"].get("nodeName") == node:
+            break
+        assert time.monotonic() < deadline, "the scheduler did not bind the pod"
+        time.sleep(0.2)
+    claim = api.request("GET", f"{claims}/four", what="claim")
+    allocated = [r["device"] for r in claim["status"]["allocation"]["devices"]["results"]]
+    assert len(allocated) == 4
+    uid = str(made["metadata"]["uid"])
+    _host_cdi(kubelet_dirs["hostcdi"], _uuids())
+    plugin = Plugin(
+        [f"--source=system:{SYSTEM}", f"--node={node}", f"--driver={DRIVER}",
+         f"--kubeconfig={apiserver.kubeconfig}", f"--plugins-registry={kubelet_dirs['registry']}",
+         f"--plugin-dir={kubelet_dirs['plugin']}", f"--cdi-dir={kubelet_dirs['cdi']}",
+         f"--host-cdi-dir={kubelet_dirs['hostcdi']}"],
+        env={},
+    ).start()  # fmt: skip
+    try:
+        kubelet = kubelet_factory(node)
+        assert kubelet.ask(f"wait {DRIVER} 60")["registered"] is True
+        got = _one(kubelet.ask(f"prepare {DRIVER} {ns}/four/{uid}"), uid)
+        assert not got.get("error")
+        assert sorted(d["device_name"] for d in got["devices"]) == sorted(allocated)
+        by_name = {f"gpu-{g.minor if g.minor is not None else g.index}": g for g in topo.gpus}
+        ids = {i for d in got["devices"] for i in d["cdi_device_ids"]}
+        assert ids == {f"nvidia.com/gpu={by_name[d].uuid}" for d in allocated} | {
+            f"nvtopo.dev/claim={uid}"
+        }
+        assert set(_spec_env(kubelet_dirs, uid)["NVTOPO_GPU_UUIDS"].split(",")) == {
+            str(by_name[d].uuid) for d in allocated
+        }
+    finally:
+        assert plugin.stop() == 0
