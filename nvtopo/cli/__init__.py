@@ -13,6 +13,7 @@ import click
 from nvtopo._core import __version__
 from nvtopo.cli.compute_domain import compute_domain
 from nvtopo.cli.dump import dump
+from nvtopo.cli.export import export
 from nvtopo.cli.imex import imex
 from nvtopo.cli.place import place
 from nvtopo.cli.publish import publish
@@ -37,6 +38,7 @@ cli.add_command(claim)
 cli.add_command(publish)
 cli.add_command(compute_domain)
 cli.add_command(imex)
+cli.add_command(export)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -116,6 +116,7 @@ def _publisher(
     kubeconfig: str | None,
     dry_run: bool,
     stop: threading.Event,
+    labels: bool = False,
 ) -> Callable[[], Any]:
     from nvtopo.dra.publish import node_slices
     from nvtopo.dra.publish import publish as publish_slices
@@ -131,6 +132,8 @@ def _publisher(
             obj: Any = discover(name=agent_node)
         else:
             obj = load_source(source)
+        if labels:
+            _apply_labels(api_client, obj, node if isinstance(obj, Cluster) else agent_node, dry_run)
         if isinstance(obj, Cluster):
             return publish_slices(
                 api_client, obj, node=node, driver=driver, dry_run=dry_run, stop=stop
@@ -143,6 +146,19 @@ def _publisher(
         )
 
     return once
+
+
+def _apply_labels(api_client: Any, obj: Any, node: str | None, dry_run: bool) -> None:
+    # Node labels (topology.nvtopo.dev/clique and rack, and the shared clique keys no other
+    # component owns): nvtopo.dra.labels_apply. A line per node on stderr keeps stdout as is.
+    from nvtopo.cli.compute_domain import as_cluster
+    from nvtopo.cluster import ClusterNode
+    from nvtopo.dra.labels_apply import apply_cluster_labels
+
+    if not isinstance(obj, Cluster):
+        obj = Cluster((ClusterNode(str(node), obj),))
+    for result in apply_cluster_labels(api_client, as_cluster(obj), node=node, dry_run=dry_run):
+        click.echo(f"labels: {result.summary()}", err=True)
 
 
 @click.command()
@@ -171,6 +187,12 @@ def _publisher(
     "it sooner)",
 )
 @click.option("--dry-run", is_flag=True, help="show what would change; write nothing")
+@click.option(
+    "--labels",
+    is_flag=True,
+    help="also label the node(s): topology.nvtopo.dev/clique and rack, and nvidia.com/"
+    "gpu.clique and accelerator.topograph.run/* where no other component owns them",
+)
 @format_option(
     ["table", "json"],
     default="table",
@@ -185,6 +207,7 @@ def publish(
     interval: float,
     dry_run: bool,
     fmt: str,
+    labels: bool,
 ) -> None:
     """Publish this node's GPUs as DRA ResourceSlices and keep them up to date.
 
@@ -194,7 +217,7 @@ def publish(
     from nvtopo.dra.watch import NvmlEvents, watch
 
     stop = threading.Event()
-    publish_once = _publisher(source, node, driver, kubeconfig, dry_run, stop)
+    publish_once = _publisher(source, node, driver, kubeconfig, dry_run, stop, labels)
     with _sigterm_sets(stop):
         if once:
             _show(publish_once(), fmt, None)
