@@ -298,3 +298,15 @@ def test_cli_slurm_without_any_clique_is_one_line(capsys: pytest.CaptureFixture[
     assert main(["export", "--to", "slurm", "--source", "system:dgx-h100"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no node is in an NVLink domain" in err
+
+
+@pytest.mark.parametrize(
+    "module", ["", ".levels", ".labels", ".kueue", ".kai", ".volcano", ".slurm", ".topograph"]
+)
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"nvtopo.export{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

@@ -35,15 +35,17 @@ def test_kueue_types_decode_the_export(fmt: str, capsys: pytest.CaptureFixture[s
 
 
 def test_the_check_refuses_an_unknown_field_and_a_wrong_type() -> None:
-    from nvtopo.export import kueue_topology
-
     import yaml
+
+    from nvtopo.export import kueue_topology
 
     good = kueue_topology(nvtopo.cluster("gb200-nvl72x2"))
     unknown = {**good, "spec": {**good["spec"], "levelz": []}}
     done = run_check(yaml.safe_dump(unknown))
     assert done.returncode == 1 and "levelz" in done.stderr
-    wrong = {**good, "spec": {"levels": [{"nodeLabel": 7}]}}
+    # (a YAML scalar such as 7 is turned into the string a string field wants, as Kueue's
+    # own decoder does; a mapping cannot be)
+    wrong = {**good, "spec": {"levels": [{"nodeLabel": {"key": "rack"}}]}}
     done = run_check(yaml.safe_dump(wrong))
     assert done.returncode == 1 and "nodeLabel" in done.stderr
     host_first = {**good, "spec": {"levels": [{"nodeLabel": "kubernetes.io/hostname"},

@@ -117,7 +117,8 @@ def test_objects_round_trip_through_the_apiserver(
     [
         ("kai", lambda o: o["spec"]["levels"].reverse(), "lowest level"),
         ("kueue", lambda o: o["spec"]["levels"].append(o["spec"]["levels"][0]), "unique"),
-        ("kueue", lambda o: o["spec"].update(extra=1), "unknown field"),
+        # (server-side apply refuses a field its typed schema lacks with a 500 of its own)
+        ("kueue", lambda o: o["spec"].update(extra=1), ".spec.extra: field not declared"),
         ("volcano", lambda o: o["spec"].update(tier="1"), "tier"),
         ("volcano", lambda o: o["spec"]["members"][0]["selector"].update(regexMatch={"pattern": "x"}),
          "Only one of"),
@@ -131,7 +132,7 @@ def test_the_crds_refuse_what_the_api_forbids(
     spoil(obj)
     with pytest.raises(ApiException) as caught:
         apply(RawApi(k8s_client), obj)
-    assert caught.value.status in (400, 422) and says in str(caught.value.body)
+    assert caught.value.status in (400, 422, 500) and says in str(caught.value.body)
 
 
 def test_label_objects_apply_to_nodes(k8s_client: ApiClient) -> None:
@@ -197,9 +198,9 @@ def test_place_and_plan_from_kube(
         ["compute-domain", "plan", "--name", "job", "--gpus", "8", "--nodes", "2", "--format", "json"],
     ):
         code, got, err = _cli([*args, "--source", f"kube:{apiserver.kubeconfig}"], capsys)
-        assert (code, err) == (0, "")
-        code, want, _ = _cli([*args, "--source", "system:gb200-nvl72x4"], capsys)
-        assert code == 0 and json.loads(got) == json.loads(want)
+        assert code == 0, err
+        code, want, want_err = _cli([*args, "--source", "system:gb200-nvl72x4"], capsys)
+        assert code == 0 and json.loads(got) == json.loads(want) and err == want_err
 
 
 def test_kube_source_errors_are_one_line(
