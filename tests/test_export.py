@@ -8,6 +8,7 @@ and all Kubernetes objects go through a real apiserver (tests/k8s/test_export_ap
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -40,7 +41,9 @@ def with_fabric(topo: NodeTopology, **changes: Any) -> NodeTopology:
 
 
 def with_chassis(topo: NodeTopology, serial: str) -> NodeTopology:
-    return topo.replace_gpus(replace(g, platform=Platform(chassis_serial=serial)) for g in topo.gpus)
+    return topo.replace_gpus(
+        replace(g, platform=Platform(chassis_serial=serial)) for g in topo.gpus
+    )
 
 
 # ---- one layout -------------------------------------------------------------------------
@@ -184,7 +187,9 @@ def test_volcano_tier_one_is_one_hypernode_per_clique() -> None:
     objects = export(RACKS, "volcano")
     check_hypernodes(objects, {n.name for n in RACKS.nodes})
     tier1 = [o for o in objects if o["spec"]["tier"] == 1]
-    members = [sorted(m["selector"]["exactMatch"]["name"] for m in o["spec"]["members"]) for o in tier1]
+    members = [
+        sorted(m["selector"]["exactMatch"]["name"] for m in o["spec"]["members"]) for o in tier1
+    ]
     assert sorted(map(tuple, members)) == sorted(RACKS.cliques.values())
     tier2 = [o for o in objects if o["spec"]["tier"] == 2]
     assert len(tier2) == 4 and all(len(o["spec"]["members"]) == 1 for o in tier2)
@@ -231,7 +236,7 @@ def check_block_topology(text: str, cluster: nvtopo.Cluster) -> None:
     sizes = block["block_sizes"]
     smallest = min(len(g) for g in groups)
     assert 1 <= sizes[0] <= smallest
-    for lo, hi in zip(sizes, sizes[1:], strict=False):
+    for lo, hi in itertools.pairwise(sizes):
         ratio = hi // lo
         assert hi % lo == 0 and ratio > 1 and ratio & (ratio - 1) == 0
 

@@ -48,7 +48,7 @@ def test_the_check_refuses_an_unknown_field_and_a_wrong_type() -> None:
     wrong = {**good, "spec": {"levels": [{"nodeLabel": {"key": "rack"}}]}}
     done = run_check(yaml.safe_dump(wrong))
     assert done.returncode == 1 and "nodeLabel" in done.stderr
-    host_first = {**good, "spec": {"levels": [{"nodeLabel": "kubernetes.io/hostname"},
-                                                {"nodeLabel": "topology.nvtopo.dev/clique"}]}}  # fmt: skip
+    levels = [{"nodeLabel": "kubernetes.io/hostname"}, {"nodeLabel": "topology.nvtopo.dev/clique"}]
+    host_first = {**good, "spec": {"levels": levels}}
     done = run_check(yaml.safe_dump(host_first))
     assert done.returncode == 1 and "not the last" in done.stderr

@@ -133,7 +133,9 @@ def _publisher(
         else:
             obj = load_source(source)
         if labels:
-            _apply_labels(api_client, obj, node if isinstance(obj, Cluster) else agent_node, dry_run)
+            _apply_labels(
+                api_client, obj, node if isinstance(obj, Cluster) else agent_node, dry_run
+            )
         if isinstance(obj, Cluster):
             return publish_slices(
                 api_client, obj, node=node, driver=driver, dry_run=dry_run, stop=stop

@@ -67,8 +67,7 @@ def label_value(text: str) -> str:
 def node_rack(node: ClusterNode) -> str | None:
     """The chassis serial number every GPU of ``node`` reports, or None."""
     serials = {
-        g.platform.chassis_serial if g.platform is not None else None
-        for g in node.topology.gpus
+        g.platform.chassis_serial if g.platform is not None else None for g in node.topology.gpus
     }
     if len(serials) != 1:
         return None

@@ -125,4 +125,3 @@ def slurm_topology_yaml(cluster: Cluster | Layout, *, name: str = "nvlink") -> s
     if lonely:
         head += f"# in no NVLink domain, so in no block: {hostlist(lonely)}\n"
     return head + text
-

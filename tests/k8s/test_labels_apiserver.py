@@ -85,7 +85,9 @@ def test_labels_are_applied_under_nvtopos_field_manager(
         assert got[OWN_KEY] == got[GFD_KEY] == got[TOPOGRAPH_KEY] == CLIQUE
         assert got[RACK_KEY] == TRAY.gpus[0].platform.chassis_serial  # type: ignore[union-attr]
         owners = label_owners(node(k8s_client, n))
-        assert all(owners[k] == {FIELD_MANAGER} for k in (OWN_KEY, GFD_KEY, TOPOGRAPH_KEY, RACK_KEY))
+        assert all(
+            owners[k] == {FIELD_MANAGER} for k in (OWN_KEY, GFD_KEY, TOPOGRAPH_KEY, RACK_KEY)
+        )
     again = apply_cluster_labels(k8s_client, cluster(names))
     assert all(r.released == () and not r.skipped for r in again)
 
@@ -153,10 +155,11 @@ def test_the_agent_labels_its_node_with_the_publisher_rbac(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     raw = RawApi(k8s_client)
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
     paths = {"Namespace": "/api/v1/namespaces",
              "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
-             "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-             "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"}  # fmt: skip
+             "ClusterRole": f"{rbac}/clusterroles",
+             "ClusterRoleBinding": f"{rbac}/clusterrolebindings"}  # fmt: skip
     for doc in _manifests("rbac.yaml"):
         path = paths[doc["kind"]].format(ns=doc["metadata"].get("namespace", ""))
         try:
