@@ -25,6 +25,7 @@ import nvtopo
 from nvtopo.cli import main
 from nvtopo.dra._kube import RawApi
 from nvtopo.dra.labels_apply import FIELD_MANAGER, apply_cluster_labels, label_owners
+from nvtopo.dra.retry import KubeApiError
 
 pytestmark = pytest.mark.k8s
 
@@ -143,18 +144,8 @@ def test_dry_run_changes_nothing(k8s_client: ApiClient, names: list[str]) -> Non
     assert labels(k8s_client, names[0]) == before
 
 
-def _manifests(name: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all((ROOT / "deploy" / name).read_text()) if d]
-
-
-def test_the_agent_labels_its_node_with_the_publisher_rbac(
-    k8s_client: ApiClient,
-    apiserver: Any,
-    names: list[str],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    raw = RawApi(k8s_client)
+def _install_rbac(raw: RawApi) -> None:
+    """deploy/rbac.yaml as it is in the tree (its ClusterRole replaced if one is there)."""
     rbac = "/apis/rbac.authorization.k8s.io/v1"
     paths = {"Namespace": "/api/v1/namespaces",
              "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
@@ -167,7 +158,24 @@ def test_the_agent_labels_its_node_with_the_publisher_rbac(
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            raw.request("PUT", RawApi.item(path, doc["metadata"]["name"]), what="rbac", body=doc)
+            if doc["kind"] == "ClusterRole":
+                raw.request("PUT", RawApi.item(path, doc["metadata"]["name"]), what="rbac",
+                            body=doc)  # fmt: skip
+
+
+def _manifests(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((ROOT / "deploy" / name).read_text()) if d]
+
+
+def test_the_agent_labels_its_node_with_the_publisher_rbac(
+    k8s_client: ApiClient,
+    apiserver: Any,
+    names: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    raw = RawApi(k8s_client)
+    _install_rbac(raw)
     token = raw.request(
         "POST", "/api/v1/namespaces/nvtopo/serviceaccounts/nvtopo-publisher/token", what="token",
         body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
@@ -208,3 +216,66 @@ def _config(apiserver: Any, token: str) -> kube.Configuration:
     config.ssl_ca_cert = str(apiserver.ca_file)
     config.api_key = {"authorization": f"Bearer {token}"}
     return config
+
+
+def _pod_token(raw: RawApi, node_name: str) -> tuple[str, dict[str, Any]]:
+    """A publisher Pod on ``node_name`` and a token of the agent's account bound to it."""
+    pod = raw.request(
+        "POST", "/api/v1/namespaces/nvtopo/pods", what="pod",
+        body={"apiVersion": "v1", "kind": "Pod",
+              "metadata": {"name": f"agent-{uuid.uuid4().hex[:6]}", "namespace": "nvtopo"},
+              "spec": {"nodeName": node_name, "serviceAccountName": "nvtopo-publisher",
+                       "containers": [{"name": "agent", "image": "nvtopo"}]}},
+    )  # fmt: skip
+    meta = pod["metadata"]
+    answer = raw.request(
+        "POST", "/api/v1/namespaces/nvtopo/serviceaccounts/nvtopo-publisher/token", what="token",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+              "spec": {"expirationSeconds": 600, "boundObjectRef": {
+                  "apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]}}},
+    )  # fmt: skip
+    return str(answer["status"]["token"]), pod
+
+
+def test_the_labels_policy_keeps_the_agent_to_its_node_and_its_keys(
+    k8s_client: ApiClient, apiserver: Any, names: list[str]
+) -> None:
+    import time
+
+    raw = RawApi(k8s_client)
+    _install_rbac(raw)
+    own, other, _ = names
+    token, pod = _pod_token(raw, own)
+    policy = _manifests("labels-policy.yaml")
+    vap = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolic"
+    paths = {"ValidatingAdmissionPolicy": f"{vap}ies",
+             "ValidatingAdmissionPolicyBinding": f"{vap}ybindings"}  # fmt: skip
+    with kube.ApiClient(_config(apiserver, token)) as agent:
+        try:
+            for doc in policy:
+                raw.request("POST", paths[doc["kind"]], what="policy", body=doc)
+            deadline = time.monotonic() + 30
+            while True:  # the policy takes effect within a second or two of its creation
+                try:
+                    apply_cluster_labels(agent, cluster(names), node=other)
+                except KubeApiError as exc:
+                    assert exc.status == 403 and "may not update Node" in str(exc)
+                    break
+                assert time.monotonic() < deadline, "the policy never took effect"
+                time.sleep(0.5)
+            # Its own node: the managed keys go on.
+            (result,) = apply_cluster_labels(agent, cluster(names), node=own)
+            assert labels(k8s_client, own)[OWN_KEY] == CLIQUE and len(result.applied) == 4
+            # Nothing else: a cordon, or a label of another key, is refused.
+            for body in ({"spec": {"unschedulable": True}},
+                         {"metadata": {"labels": {"team": "x"}}}):  # fmt: skip
+                with pytest.raises(ApiException) as refused:
+                    kube.CoreV1Api(agent).patch_node(own, body)
+                assert refused.value.status == 403
+            assert "team" not in labels(k8s_client, own)
+        finally:
+            for doc in reversed(policy):
+                path = paths[doc["kind"]]
+                raw.request("DELETE", RawApi.item(path, doc["metadata"]["name"]), what="cleanup")
+            raw.request("DELETE", RawApi.item("/api/v1/namespaces/nvtopo/pods",
+                                              pod["metadata"]["name"]), what="cleanup")  # fmt: skip
