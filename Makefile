@@ -56,6 +56,7 @@ lint: $(VENV)/.deps ## rustfmt, clippy, ruff, mypy
 	$(VENV)/bin/ruff check nvtopo tests benches examples scripts/k8s scripts/k8s-test-env scripts/readme.py
 	$(VENV)/bin/ruff format --check nvtopo tests benches examples scripts/k8s scripts/k8s-test-env scripts/readme.py
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 fmt: $(VENV)/.deps ## format Rust and Python in place
 	cd rust && cargo fmt --all

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from nvtopo.cluster import Cluster
 from nvtopo.model import NodeTopology
+from nvtopo.model.cluster import Cluster
 
 __all__ = [
     "CONTRACT_PCIE_SCORE",

@@ -31,6 +31,7 @@ if __name__ == "__main__":  # run as a script: make `benches`, `tests` and `nvto
 import nvtopo
 from benches._common import Section, Table, Target, fmt_ns, median, print_section
 from nvtopo.dra.publish import PublishResult, cluster_slices, publish
+from nvtopo.kube import cluster_from_kubernetes
 
 __all__ = ["FULL", "QUICK", "PublishConfig", "run"]
 
@@ -89,7 +90,7 @@ def run(cfg: PublishConfig = FULL) -> Section:
             reads = []
             for _ in range(cfg.unchanged_runs):
                 t0 = time.perf_counter()
-                back = nvtopo.Cluster.from_kubernetes(client, driver=DRIVER)
+                back = cluster_from_kubernetes(client, driver=DRIVER)
                 reads.append(time.perf_counter() - t0)
         finally:
             client.close()

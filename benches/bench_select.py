@@ -31,8 +31,8 @@ from benches.baselines import (
     device_plugin_best_effort,
     first_fit,
 )
+from nvtopo.catalog import with_lost_nvlinks
 from nvtopo.model import NodeTopology
-from nvtopo.sources.catalog import with_lost_nvlinks
 
 __all__ = ["FULL", "QUICK", "Config", "run"]
 

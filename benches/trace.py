@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import nvtopo
 from benches._common import Section, Table
 from benches.baselines import SimpleClusterState, SimplePlacement, first_fit_place, random_place
-from nvtopo.cluster import Cluster
+from nvtopo.model.cluster import Cluster
 
 __all__ = ["FULL", "QUICK", "Job", "TraceConfig", "TraceResult", "make_trace", "run", "simulate"]
 

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import nvtopo
+from nvtopo.formats.views import bandwidth_matrix, to_networkx
 
 here = Path(__file__).resolve().parent.parent
 text = (here / "tests" / "data" / "gb200-tray-topo-m.txt").read_text()
@@ -10,7 +11,7 @@ body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
 topo = nvtopo.NodeTopology.from_nvidia_smi(body, source="gb200-tray-topo-m.txt")
 print("GPUs:", topo.gpu_indices, "NUMA keys:", sorted(set(topo.numa_keys)))
 print("NVLink GB/s per direction (NVLink generation unknown, so 25 per link):")
-print(topo.bandwidth_matrix())
-graph = topo.to_networkx()
+print(bandwidth_matrix(topo))
+graph = to_networkx(topo)
 print("graph:", graph.number_of_nodes(), "nodes,", graph.number_of_edges(), "edges")
 print("best pair:", nvtopo.select_gpus(topo, 2).gpus)

@@ -11,7 +11,7 @@ print("chosen:", sel.gpus, "optimal:", sel.optimal)
 print(sel.explain())
 
 # A B200 whose GPU 2 has lost its NVLinks: nvtopo never puts GPU 2 in an NVLink set.
-from nvtopo.sources.catalog import with_lost_nvlinks  # noqa: E402
+from nvtopo.catalog import with_lost_nvlinks  # noqa: E402
 
 sick = with_lost_nvlinks(nvtopo.system("hgx-b200"), [2])
 print("B200 with GPU 2 degraded, 4 GPUs:", nvtopo.select_gpus(sick, 4).gpus)

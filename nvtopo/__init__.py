@@ -15,7 +15,8 @@ Examples
 from __future__ import annotations
 
 from nvtopo._core import __version__
-from nvtopo.cluster import Cluster, ClusterNode
+from nvtopo.catalog import cluster, system, systems
+from nvtopo.discovery.nvml import discover
 from nvtopo.exceptions import (
     DiscoveryError,
     InfeasibleError,
@@ -27,10 +28,9 @@ from nvtopo.exceptions import (
     UnknownSystemError,
 )
 from nvtopo.model import Fabric, Gpu, GpuPair, Nic, NodeTopology, NvLink, NvSwitch, Platform
+from nvtopo.model.cluster import Cluster, ClusterNode
 from nvtopo.place import ClusterState, Placement, PlacementRequest, place
 from nvtopo.select import Selection, partition, select_gpus
-from nvtopo.sources.catalog import cluster, system, systems
-from nvtopo.sources.nvml import discover
 
 __all__ = [
     "Cluster",

@@ -27,10 +27,10 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from nvtopo import _core
-from nvtopo.cluster import Cluster
+import nvtopo._core as _core
 from nvtopo.exceptions import InfeasibleError, SelectionError
 from nvtopo.model import NodeTopology
+from nvtopo.model.cluster import Cluster
 from nvtopo.select import core_topology
 
 __all__ = [
@@ -175,7 +175,7 @@ class ClusterState:
 
     Examples
     --------
-    >>> from nvtopo.cluster import Cluster, ClusterNode
+    >>> from nvtopo.model.cluster import Cluster, ClusterNode
     >>> from nvtopo.model import Gpu, GpuPair, NodeTopology
     >>> tray = NodeTopology(
     ...     gpus=tuple(Gpu(i) for i in range(4)),
@@ -308,7 +308,7 @@ def place(
 
     Examples
     --------
-    >>> from nvtopo.cluster import Cluster, ClusterNode
+    >>> from nvtopo.model.cluster import Cluster, ClusterNode
     >>> from nvtopo.model import Gpu, NodeTopology
     >>> box = NodeTopology(gpus=tuple(Gpu(i) for i in range(2)))
     >>> c = Cluster((ClusterNode("a", box, free_gpus=(1,)), ClusterNode("b", box)))

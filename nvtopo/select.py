@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from nvtopo import _core
+import nvtopo._core as _core
 from nvtopo.exceptions import SelectionError, UnknownGpuError
 from nvtopo.model import PCIE_CLASSES, NodeTopology
 

@@ -1,7 +1,7 @@
 """A stand-in for the ``pynvml`` module that replays a recorded machine.
 
 A recording (``tests/data/nvml/*.json``, written by ``scripts/record-nvml``) holds every NVML
-answer :func:`nvtopo.sources.nvml.discover` asks for, errors included::
+answer :func:`nvtopo.discovery.nvml.discover` asks for, errors included::
 
     {
       "format": "nvtopo/nvml-capture/v1",

@@ -10,8 +10,8 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any
 
-from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.model import NodeTopology
+from nvtopo.model.cluster import Cluster, ClusterNode
 
 __all__ = ["pair_score", "place_reference", "select_reference"]
 

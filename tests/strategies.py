@@ -6,7 +6,6 @@ import uuid
 
 from hypothesis import strategies as st
 
-from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.model import (
     PCIE_CLASSES,
     Fabric,
@@ -18,6 +17,7 @@ from nvtopo.model import (
     NvSwitch,
     Platform,
 )
+from nvtopo.model.cluster import Cluster, ClusterNode
 
 _cpulists = st.sampled_from(["0-15", "0-71", "72-143", "0-55,112-167", "56-111,168-223", "0,2,4"])
 

@@ -24,8 +24,8 @@ from benches.baselines import (
     first_fit_place,
     random_place,
 )
+from nvtopo.catalog import with_lost_nvlinks
 from nvtopo.model import Gpu, GpuPair, NodeTopology, PcieClass
-from nvtopo.sources.catalog import with_lost_nvlinks
 from tests.strategies import topologies
 
 

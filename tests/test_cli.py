@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+import nvtopo
+import nvtopo.formats.jsonio
 from nvtopo.cli import main
+from nvtopo.formats.jsonio import node_to_json
 
 DATA = Path(__file__).parent / "data"
 
@@ -214,7 +217,7 @@ def test_nvlink_counts_past_any_gpu_are_refused_not_overflowed(capsys, tmp_path:
 def nvtopo_json(name: str) -> dict[str, object]:
     import nvtopo
 
-    doc: dict[str, object] = nvtopo.system(name).to_json()
+    doc: dict[str, object] = node_to_json(nvtopo.system(name))
     return doc
 
 
@@ -268,12 +271,26 @@ def test_an_all_zero_cluster_uuid_declares_no_nvlink_domain(capsys, tmp_path: Pa
     source = _cluster_file(tmp_path, nodes)
     args = ("place", "--source", source, "--gpus", "8", "--nodes", "2", "--domain", "required")
     assert "no clique has 2 nodes" in _one_line_error(capsys, *args)
-    nodes = [{"name": n, "system": "gb200-tray", "clique": f"{RACK}.1"} for n in "ab"]
+    own = nvtopo.system("gb200-tray").clique
+    nodes = [{"name": n, "system": "gb200-tray", "clique": own} for n in "ab"]
     code, out, err = run(
         capsys, *args[:2], _cluster_file(tmp_path, nodes), *args[3:], "--format", "json"
     )
     assert code == 0, err
-    assert json.loads(out)["cliques"] == [f"{RACK}.1"]
+    assert json.loads(out)["cliques"] == [own]
+
+
+def test_a_declared_clique_that_the_gpus_contradict_counts_for_nothing(
+    capsys, tmp_path: Path
+) -> None:
+    """DESIGN, Contract 2: a node whose declared clique disagrees with its GPUs is in none."""
+    nodes = [{"name": n, "system": "gb200-tray", "clique": f"{RACK}.1"} for n in "ab"]
+    args = ("place", "--source", _cluster_file(tmp_path, nodes), "--gpus", "8", "--nodes", "2")
+    err = _one_line_error(capsys, *args, "--domain", "required")
+    assert "no clique has 2 nodes" in err
+    cluster = nvtopo.formats.jsonio.cluster_from_json(Path(args[2].split(":", 1)[1]).read_text())
+    own = nvtopo.system("gb200-tray").clique
+    assert cluster.clique_problems == {n: f"declared clique {RACK}.1, GPUs say {own}" for n in "ab"}
 
 
 def test_a_stray_line_inside_the_matrix_is_named(capsys, tmp_path: Path) -> None:

@@ -15,10 +15,10 @@ import nvtopo
 from nvtopo import compute_domain
 from nvtopo.cli import cli, main
 from nvtopo.cli.compute_domain import compute_domain as compute_domain_group
-from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.compute_domain import ComputeDomainError, crd_manifest
 from nvtopo.exceptions import InfeasibleError
 from nvtopo.model import ZERO_CLUSTER_UUID
+from nvtopo.model.cluster import Cluster, ClusterNode
 from nvtopo.place import PlacementRequest, place
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-import nvtopo.sources.nvml as nvml_source
+import nvtopo.discovery.nvml as nvml_source
 from nvtopo import NodeTopology
-from nvtopo.sources.nvml import discover
+from nvtopo.discovery.nvml import discover
 from tests.fake_nvml import FakeNvml, recorder, write_sysfs
 
 pytestmark = pytest.mark.gpu

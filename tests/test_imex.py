@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 import nvtopo
-import nvtopo.sources.nvml as nvml_source
+import nvtopo.discovery.nvml as nvml_source
 from nvtopo.cli import cli, main
 from nvtopo.cli.imex import imex as imex_group
 from nvtopo.exceptions import NvtopoError, ParseError
+from nvtopo.formats.smi_xml import parse_smi_xml
 from nvtopo.imex import (
     check,
     fabric_problems,
@@ -113,7 +114,7 @@ def test_check_without_fabric(tmp_path: Path) -> None:
 
 def test_check_nvidia_smi_report_with_mixed_fabric(tmp_path: Path) -> None:
     text = (DATA / "captures" / "gb200-fabric-not-ready-smi-q-x.xml").read_text()
-    report = check(NodeTopology.from_nvidia_smi_xml(text), channels_dir=tmp_path)
+    report = check(parse_smi_xml(text), channels_dir=tmp_path)
     assert not report.can_join
     assert report.reasons[:2] == (
         "GPU 0: fabric state In Progress",

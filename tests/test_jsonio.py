@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 
 from nvtopo import Cluster, NodeTopology, ParseError
-from nvtopo.jsonio import cluster_to_json, dumps, node_to_json, schema
+from nvtopo.formats.jsonio import cluster_from_json, cluster_to_json, dumps, node_to_json, schema
 from tests.strategies import clusters, topologies
 
 
@@ -24,21 +24,21 @@ def test_node_round_trip_is_lossless(t: NodeTopology) -> None:
 @settings(max_examples=30, deadline=None)
 @given(clusters())
 def test_cluster_round_trip_is_lossless(c: Cluster) -> None:
-    back = Cluster.from_json(dumps(cluster_to_json(c)))
+    back = cluster_from_json(dumps(cluster_to_json(c)))
     assert back == c
     assert [n.domain for n in back.nodes] == [n.domain for n in c.nodes]
 
 
 def test_shared_topologies_are_written_once() -> None:
-    from nvtopo.cluster import ClusterNode
     from nvtopo.model import Gpu
+    from nvtopo.model.cluster import ClusterNode
 
     t = NodeTopology(gpus=(Gpu(0), Gpu(1)))
     c = Cluster(tuple(ClusterNode(name=f"n{i}", topology=t) for i in range(5)))
     doc = cluster_to_json(c)
     assert len(doc["topologies"]) == 1
     assert all(n["topologyRef"] == "t0" for n in doc["nodes"])
-    back = Cluster.from_json(doc)
+    back = cluster_from_json(doc)
     assert back.nodes[0].topology is back.nodes[4].topology
 
 
@@ -103,7 +103,7 @@ def test_cluster_with_unknown_topology_ref() -> None:
         "nodes": [{"name": "a", "topologyRef": "missing"}],
     }
     with pytest.raises(ParseError, match=r"c.json: \$.nodes\[0\] \(a\): topologyRef 'missing'"):
-        Cluster.from_json(json.dumps(doc), source="c.json")
+        cluster_from_json(json.dumps(doc), source="c.json")
 
 
 def test_cluster_free_gpu_not_on_node() -> None:
@@ -113,4 +113,4 @@ def test_cluster_free_gpu_not_on_node() -> None:
         "nodes": [{"name": "a", "topology": {"gpus": [{"index": 0}]}, "freeGpus": [3]}],
     }
     with pytest.raises(ParseError, match="free GPU 3 is not on the node"):
-        Cluster.from_json(json.dumps(doc), source="c.json")
+        cluster_from_json(json.dumps(doc), source="c.json")

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nvtopo.exceptions import TopologyError
+from nvtopo.formats.smi_topo import parse_topo_matrix
 from nvtopo.model import PCIE_CLASSES, Gpu, GpuPair, Nic, NodeTopology
 from nvtopo.render.matrix import render_matrix
-from nvtopo.sources.smi_topo import parse_topo_matrix
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
 

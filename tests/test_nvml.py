@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 import nvtopo
-import nvtopo.sources.nvml as nvml_source
+import nvtopo.discovery.nvml as nvml_source
 from nvtopo import DiscoveryError, NodeTopology
-from nvtopo.sources._cpulist import expand_cpulist
-from nvtopo.sources._nvml_decode import (
+from nvtopo.discovery._nvml_decode import (
     bits_of,
     fabric_health,
     normalize_bus_id,
@@ -25,7 +24,8 @@ from nvtopo.sources._nvml_decode import (
     text_field,
     uuid_from_bytes,
 )
-from nvtopo.sources.nvml import discover
+from nvtopo.discovery.nvml import discover
+from nvtopo.formats._cpulist import expand_cpulist
 from tests.fake_nvml import FakeNvml, load, recorder, write_sysfs
 
 Replay = Callable[..., tuple[NodeTopology, FakeNvml]]
@@ -163,7 +163,7 @@ def test_gb200_tray_with_an_unhealthy_gpu(replay: Replay) -> None:
 
 
 def test_lost_gpu_is_left_out(replay: Replay, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="nvtopo.sources.nvml"):
+    with caplog.at_level(logging.WARNING, logger="nvtopo.discovery.nvml"):
         topo, fake = replay("hgx-a100-gpu3-lost")
     assert topo.gpu_indices == (0, 1, 2, 4, 5, 6, 7)
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
@@ -184,7 +184,7 @@ def test_lost_gpu_is_left_out(replay: Replay, caplog: pytest.LogCaptureFixture) 
 def test_gpu_lost_before_its_handle_opens(replay: Replay, caplog: pytest.LogCaptureFixture) -> None:
     data = load("hgx-a100-gpu3-lost")
     data["devices"][3] = {"nvmlDeviceGetHandleByIndex": {"error": "GpuIsLost"}}
-    with caplog.at_level(logging.WARNING, logger="nvtopo.sources.nvml"):
+    with caplog.at_level(logging.WARNING, logger="nvtopo.discovery.nvml"):
         topo, _ = replay(data)
     assert 3 not in topo.gpu_indices
     assert "GPU 3 (bus id unknown) is lost" in caplog.text

@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nvtopo
-from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.exceptions import InfeasibleError, SelectionError
 from nvtopo.model import Gpu, GpuPair, NodeTopology
+from nvtopo.model.cluster import Cluster, ClusterNode
 from nvtopo.place import Allocation, PlacedNode
 from tests.reference import place_reference
 

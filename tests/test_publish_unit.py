@@ -22,9 +22,10 @@ from nvtopo.dra._plan import (
 )
 from nvtopo.dra.annotation import TOPOLOGY_ANNOTATION, decode_topology, encode_topology
 from nvtopo.dra.publish import PublishError, _desired, cluster_slices, node_slices
-from nvtopo.dra.readback import allocated_devices, cluster_from_objects, topology_from_devices
-from nvtopo.dra.retry import KubeApiError, RetryPolicy, call_with_retry, retry_after
 from nvtopo.exceptions import ParseError
+from nvtopo.formats.jsonio import node_to_json
+from nvtopo.kube.readback import allocated_devices, cluster_from_objects, topology_from_devices
+from nvtopo.kube.retry import KubeApiError, RetryPolicy, call_with_retry, retry_after
 from nvtopo.model import NvLink
 
 DRIVER = "gpu.nvtopo.dev"
@@ -139,7 +140,7 @@ def test_server_side_differences_that_mean_nothing_are_ignored() -> None:
     s["metadata"]["annotations"]["note"] = "kept"
     assert slice_difference(desired[0], s) is None
     # Another zlib may compress the same document to other bytes: still no change.
-    raw = json.dumps(nvtopo.system("dgx2-v100").to_json()).encode()
+    raw = json.dumps(node_to_json(nvtopo.system("dgx2-v100"))).encode()
     other = "gzip+base64:" + __import__("base64").b64encode(gzip.compress(raw, 1)).decode()
     s["metadata"]["annotations"][TOPOLOGY_ANNOTATION] = other
     assert slice_difference(desired[0], s) is None
@@ -429,13 +430,13 @@ def _pool_of(topo: nvtopo.NodeTopology) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(
     "module",
-    ["annotation", "retry", "_plan", "publish", "readback", "watch"],
+    ["dra.annotation", "kube.retry", "dra._plan", "dra.publish", "kube.readback", "dra.watch"],
 )
 def test_docstring_examples_run(module: str) -> None:
     import doctest
     import importlib
 
-    mod = importlib.import_module(f"nvtopo.dra.{module}")
+    mod = importlib.import_module(f"nvtopo.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
 

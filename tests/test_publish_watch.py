@@ -10,11 +10,11 @@ from typing import Any
 import pynvml
 import pytest
 
-import nvtopo.sources.nvml as nvml_source
+import nvtopo.discovery.nvml as nvml_source
+from nvtopo.discovery.nvml import discover
 from nvtopo.dra.publish import PublishInterrupted
 from nvtopo.dra.watch import NvmlEvents, watch
 from nvtopo.exceptions import DiscoveryError, NvtopoError
-from nvtopo.sources.nvml import discover
 from tests.fake_nvml import FakeHandle, FakeNvml, load, write_sysfs
 
 XID = pynvml.nvmlEventTypeXidCriticalError

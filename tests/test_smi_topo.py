@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from nvtopo.exceptions import ParseError
+from nvtopo.formats.smi_topo import parse_topo_matrix
 from nvtopo.model import NodeTopology
-from nvtopo.sources.smi_topo import parse_topo_matrix
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = DATA / "captures"

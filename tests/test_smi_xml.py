@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from nvtopo.exceptions import ParseError
+from nvtopo.formats.smi_xml import parse_smi_xml
 from nvtopo.model import ZERO_CLUSTER_UUID, Fabric, NodeTopology, Platform
-from nvtopo.sources.smi_xml import parse_smi_xml
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
 CLUSTER = "5cd30dc8-2f7e-4c3d-9a51-0e0f3a7d2b11"
@@ -19,7 +19,7 @@ def report(name: str) -> str:
 
 
 def parse(name: str) -> NodeTopology:
-    return NodeTopology.from_nvidia_smi_xml(report(name), source=name)
+    return parse_smi_xml(report(name), source=name)
 
 
 def error(text: str) -> ParseError:

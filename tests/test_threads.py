@@ -6,8 +6,8 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 
 import nvtopo
-from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.exceptions import InfeasibleError
+from nvtopo.model.cluster import Cluster, ClusterNode
 from tests.test_place import nvswitch
 from tests.test_select import b200_with_lost_gpu, dgx1
 

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from nvtopo.formats.views import PATH_CLASS_RANK, bandwidth_matrix, path_class_matrix, to_networkx
 from nvtopo.model import Gpu, GpuPair, Nic, NodeTopology, NvSwitch
-from nvtopo.views import PATH_CLASS_RANK, bandwidth_matrix, path_class_matrix, to_networkx
 
 
 def _topo() -> NodeTopology:

@@ -17,8 +17,8 @@ import click
 from nvtopo.cli.kube import api_client
 from nvtopo.cli.output import console, emit, format_option
 from nvtopo.cli.sources import load_source, source_option
-from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.exceptions import NvtopoError
+from nvtopo.model.cluster import Cluster, ClusterNode
 
 __all__ = ["api_client", "as_cluster", "compute_domain"]
 

@@ -10,9 +10,10 @@ import click
 
 from nvtopo.cli.output import console, format_option, render
 from nvtopo.cli.sources import load_source, source_option
-from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
+from nvtopo.formats.jsonio import cluster_to_json, node_to_json
 from nvtopo.model import NodeTopology
+from nvtopo.model.cluster import Cluster
 
 __all__ = ["dump"]
 
@@ -56,7 +57,8 @@ def dump(source: str, fmt: str, node: str | None, output: str | None) -> None:
         _table(obj, output)
         return
     if fmt in ("json", "yaml"):
-        text = render(obj.to_json(), fmt)
+        doc = cluster_to_json(obj) if isinstance(obj, Cluster) else node_to_json(obj)
+        text = render(doc, fmt)
     else:
         assert isinstance(obj, NodeTopology)
         if fmt == "matrix":

@@ -18,9 +18,9 @@ import click
 from nvtopo.cli.compute_domain import as_cluster
 from nvtopo.cli.output import console, emit, format_option
 from nvtopo.cli.sources import load_source, read_text, source_option
-from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
 from nvtopo.model import NodeTopology
+from nvtopo.model.cluster import Cluster
 
 if TYPE_CHECKING:
     from nvtopo.imex import ImexCheck

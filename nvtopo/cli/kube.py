@@ -17,7 +17,7 @@ def api_client(kubeconfig: str | None, context: str | None = None) -> Any:
     From ``kubeconfig`` when given; else the first file of ``$KUBECONFIG`` (or
     ``~/.kube/config``) when it exists or when not in a pod; else the pod's service account
     (``KUBERNETES_SERVICE_HOST`` set). The client's own urllib3 retries are off: nvtopo's
-    callers retry with backoff themselves (:mod:`nvtopo.dra.retry`), and two layers of
+    callers retry with backoff themselves (:mod:`nvtopo.kube.retry`), and two layers of
     retries multiply the wait on a server that does not answer.
     """
     try:

@@ -6,8 +6,8 @@ import click
 
 from nvtopo.cli.output import console, emit, format_option
 from nvtopo.cli.sources import load_source, source_option
-from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
+from nvtopo.model.cluster import Cluster
 from nvtopo.place import Placement
 
 __all__ = ["place"]

@@ -17,8 +17,8 @@ import click
 from nvtopo.cli.kube import api_client as kube_api_client
 from nvtopo.cli.output import console, format_option
 from nvtopo.cli.sources import load_source, source_option
-from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
+from nvtopo.model.cluster import Cluster
 
 __all__ = ["publish"]
 
@@ -33,9 +33,9 @@ def _owner(api_client: Any, node: str) -> dict[str, Any] | None:
     """
     from kubernetes.client.exceptions import ApiException
 
-    from nvtopo.dra._kube import RawApi
     from nvtopo.dra.publish import node_owner
-    from nvtopo.dra.retry import KubeApiError, api_message
+    from nvtopo.kube.client import RawApi
+    from nvtopo.kube.retry import KubeApiError, api_message
 
     api = RawApi(api_client)
     try:
@@ -127,7 +127,7 @@ def _publisher(
 
     def once() -> Any:
         if source == "nvml":
-            from nvtopo.sources.nvml import discover
+            from nvtopo.discovery.nvml import discover
 
             obj: Any = discover(name=agent_node)
         else:

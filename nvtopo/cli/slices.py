@@ -8,8 +8,8 @@ import click
 
 from nvtopo.cli.output import emit, format_option
 from nvtopo.cli.sources import load_source, source_option
-from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
+from nvtopo.model.cluster import Cluster
 
 __all__ = ["claim", "slices"]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
 from nvtopo.model import NodeTopology
+from nvtopo.model.cluster import Cluster
 
 __all__ = ["SOURCE_HELP", "load_source", "read_text", "source_option"]
 
@@ -86,23 +86,23 @@ def load_source(spec: str) -> NodeTopology | Cluster:
     """Read the topology that ``spec`` names (see :data:`SOURCE_HELP`)."""
     kind, _, arg = spec.partition(":")
     if kind == "nvml":
-        from nvtopo.sources.nvml import discover
+        from nvtopo.discovery.nvml import discover
 
         return discover()
     if kind == "system":
-        from nvtopo.sources.catalog import load_system
+        from nvtopo.catalog import load_system
 
         return load_system(arg)
     if kind == "smi-topo":
-        from nvtopo.sources.smi_topo import parse_topo_matrix
+        from nvtopo.formats.smi_topo import parse_topo_matrix
 
         return parse_topo_matrix(read_text(spec, arg), source=arg if arg != "-" else "<stdin>")
     if kind == "smi-xml":
-        from nvtopo.sources.smi_xml import parse_smi_xml
+        from nvtopo.formats.smi_xml import parse_smi_xml
 
         return parse_smi_xml(read_text(spec, arg), source=arg if arg != "-" else "<stdin>")
     if kind == "file":
-        from nvtopo.jsonio import cluster_from_json, load_document, node_from_json
+        from nvtopo.formats.jsonio import cluster_from_json, load_document, node_from_json
 
         where = arg if arg != "-" else "<stdin>"
         doc = load_document(read_text(spec, arg), source=where)

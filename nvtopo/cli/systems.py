@@ -15,7 +15,7 @@ __all__ = ["systems"]
 @format_option(["table", "json"], default="table")
 def systems(fmt: str) -> None:
     """List the systems of the embedded catalog (use them as --source system:NAME)."""
-    from nvtopo.sources.catalog import systems as catalog_systems
+    from nvtopo.catalog import systems as catalog_systems
 
     infos = catalog_systems()
     if fmt == "json":

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from nvtopo.cluster import Cluster
 from nvtopo.compute_domain.errors import ComputeDomainError
 from nvtopo.compute_domain.manifests import (
     DEFAULT_COMMAND,
@@ -25,6 +24,7 @@ from nvtopo.compute_domain.manifests import (
     job_manifest,
 )
 from nvtopo.imex.domain import ExcludedNode, place_domain, summarize_excluded
+from nvtopo.model.cluster import Cluster
 from nvtopo.place import Domain, Placement, PlacementRequest
 
 __all__ = ["MAX_NAME_LENGTH", "ComputeDomainPlan", "plan"]

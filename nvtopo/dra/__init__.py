@@ -6,7 +6,6 @@
   return a well-connected GPU set;
 - :func:`device_classes`: the DeviceClass those claims name;
 - :func:`publish`: reconcile a node's (or a cluster's) slices with the API server;
-- :func:`cluster_from_kubernetes`: rebuild the :class:`~nvtopo.Cluster` from the API server;
 - :mod:`nvtopo.dra.limits`: the API limits, each check usable on its own.
 
 Every manifest is a plain dict, ready for ``yaml.safe_dump`` or the Kubernetes client.
@@ -33,7 +32,6 @@ from nvtopo.dra.claims import claim_template
 from nvtopo.dra.classes import device_classes, device_classes_yaml
 from nvtopo.dra.limits import DraLimitError, check_resource_slice
 from nvtopo.dra.publish import PublishError, PublishResult, publish
-from nvtopo.dra.readback import cluster_from_kubernetes
 from nvtopo.dra.slices import (
     API_VERSION,
     DEFAULT_DRIVER,
@@ -53,7 +51,6 @@ __all__ = [
     "PublishResult",
     "check_resource_slice",
     "claim_template",
-    "cluster_from_kubernetes",
     "cluster_resource_slices",
     "device_classes",
     "device_classes_yaml",

@@ -9,7 +9,7 @@ catalog machines, far under the 256 KiB the API allows for all annotations of an
 
 It lives on the slice rather than on the Node object so that it needs no write access to
 Nodes, comes and goes with the pool (a stale pool takes its topology with it), and is read in
-the same list call as the slices (:func:`nvtopo.dra.readback.cluster_from_kubernetes`).
+the same list call as the slices (:func:`nvtopo.kube.readback.cluster_from_kubernetes`).
 
 Examples
 --------
@@ -32,6 +32,7 @@ from typing import Any
 
 from nvtopo.dra.limits import DraLimitError
 from nvtopo.exceptions import ParseError, TopologyError
+from nvtopo.formats.jsonio import node_to_json
 from nvtopo.model import NodeTopology
 
 __all__ = [
@@ -57,7 +58,7 @@ def encode_topology(topology: NodeTopology) -> str:
     DraLimitError
         The encoded document would not fit in the API's annotation budget.
     """
-    raw = json.dumps(topology.to_json(), separators=(",", ":"), sort_keys=True).encode()
+    raw = json.dumps(node_to_json(topology), separators=(",", ":"), sort_keys=True).encode()
     text = _PREFIX + base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode()
     if len(text) + len(TOPOLOGY_ANNOTATION) > MAX_ANNOTATIONS_BYTES:
         raise DraLimitError(
@@ -91,7 +92,7 @@ def decode_document(text: str, *, where: str) -> dict[str, Any]:
 
 @lru_cache(maxsize=4096)
 def _topology(text: str) -> NodeTopology:
-    from nvtopo import jsonio
+    from nvtopo.formats import jsonio
 
     where = "<annotation>"
     doc = decode_document(text, where=where)

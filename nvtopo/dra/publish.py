@@ -11,12 +11,12 @@
 3. write, several pools at a time. A replace carries the ``resourceVersion`` that was read,
    so a concurrent writer turns it into a 409: the pool is then read again and planned again
    (a few rounds at most). 429 and 5xx answers are retried with backoff
-   (:mod:`nvtopo.dra.retry`). A failure that stays is one line naming the slice and the status.
+   (:mod:`nvtopo.kube.retry`). A failure that stays is one line naming the slice and the status.
 
 Each slice carries the labels ``nvtopo.dev/driver``, ``nvtopo.dev/node`` and
 ``app.kubernetes.io/managed-by=nvtopo``; the first slice of each pool carries the node's
 topology document (:mod:`nvtopo.dra.annotation`) so that
-:meth:`nvtopo.Cluster.from_kubernetes` can rebuild every GPU pair.
+:func:`nvtopo.kube.cluster_from_kubernetes` can rebuild every GPU pair.
 
 A run that is killed half way leaves pools with mixed generations or extra slices; the next
 run sees them as changed and converges, deleting what is stale.
@@ -31,8 +31,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from nvtopo.cluster import Cluster
-from nvtopo.dra._kube import RESOURCE_SLICES, RawApi
 from nvtopo.dra._plan import (
     LABEL_DRIVER,
     LABEL_MANAGED_BY,
@@ -48,10 +46,12 @@ from nvtopo.dra._plan import (
 from nvtopo.dra.annotation import TOPOLOGY_ANNOTATION, encode_topology
 from nvtopo.dra.attributes import DEFAULT_SET_SIZES
 from nvtopo.dra.limits import MAX_DEVICES_PER_SLICE
-from nvtopo.dra.retry import KubeApiError, RetryPolicy, api_message
 from nvtopo.dra.slices import DEFAULT_DRIVER, cluster_resource_slices, resource_slices
 from nvtopo.exceptions import NvtopoError
+from nvtopo.kube.client import RESOURCE_SLICES, RawApi
+from nvtopo.kube.retry import KubeApiError, RetryPolicy, api_message
 from nvtopo.model import NodeTopology
+from nvtopo.model.cluster import Cluster
 
 __all__ = [
     "LABEL_DRIVER",
@@ -404,7 +404,7 @@ def publish(
     dry_run
         Read and plan only: the result lists what would change; nothing is written.
     retry
-        Retry policy for 429/5xx answers (:class:`~nvtopo.dra.retry.RetryPolicy`).
+        Retry policy for 429/5xx answers (:class:`~nvtopo.kube.retry.RetryPolicy`).
     workers
         Pools written at once.
     conflict_rounds

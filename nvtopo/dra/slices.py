@@ -26,7 +26,6 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.dra.attributes import DEFAULT_SET_SIZES, gpu_devices, partition_groups
 from nvtopo.dra.limits import (
     MAX_DEVICES_PER_SLICE,
@@ -37,6 +36,7 @@ from nvtopo.dra.limits import (
     check_resource_slice,
 )
 from nvtopo.model import NodeTopology
+from nvtopo.model.cluster import Cluster, ClusterNode
 
 __all__ = [
     "API_VERSION",

@@ -79,7 +79,7 @@ class NvmlEvents:
     """
 
     def __init__(self, nvml: Any = None) -> None:
-        from nvtopo.sources._nvml_gpu import NvmlCalls
+        from nvtopo.discovery._nvml_gpu import NvmlCalls
 
         if nvml is None:
             import pynvml
@@ -154,7 +154,7 @@ class NvmlEvents:
         if self.event_set is None or not self.registered:
             time.sleep(max(0.0, timeout))
             return None
-        from nvtopo.sources._nvml_gpu import GpuLostError
+        from nvtopo.discovery._nvml_gpu import GpuLostError
 
         seen: list[str] = []
         wait_ms = max(0, int(timeout * 1000))
@@ -178,7 +178,7 @@ class NvmlEvents:
         return seen[0] + more
 
     def fabric(self) -> Hashable:
-        from nvtopo.sources._nvml_gpu import GpuLostError, read_fabric
+        from nvtopo.discovery._nvml_gpu import GpuLostError, read_fabric
 
         out: list[Any] = []
         for handle in self.handles.values():
@@ -196,7 +196,7 @@ class NvmlEvents:
 
 
 def _failed(answer: Any) -> bool:
-    from nvtopo.sources._nvml_gpu import Failure
+    from nvtopo.discovery._nvml_gpu import Failure
 
     return isinstance(answer, Failure)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from nvtopo.imex.check import CHANNELS_DIR, ChannelDevice, GpuFabricReport, ImexCheck, check
 from nvtopo.imex.config import nodes_config, parse_address_file, parse_address_map
 from nvtopo.imex.domain import DomainPlacement, ExcludedNode, place_domain
-from nvtopo.imex.health import fabric_problems
+from nvtopo.model.health import fabric_problems
 
 __all__ = [
     "CHANNELS_DIR",

@@ -5,7 +5,7 @@ the same fields from ``nvidia-smi -q`` or an nvtopo JSON file) and the IMEX chan
 the driver exposes under ``/dev/nvidia-caps-imex-channels``. A node can join when every
 GPU's fabric state is Completed with a success status, its cluster UUID is not all zeros,
 its health is not Unhealthy, all GPUs share one clique, and no NVLink is down or degraded
-(:func:`nvtopo.imex.health.fabric_problems`). Missing channel devices are reported; they
+(:func:`nvtopo.model.health.fabric_problems`). Missing channel devices are reported; they
 block the verdict only when asked (``require_channel=True``), because under Kubernetes the
 DRA driver creates a channel inside each pod instead of on the host.
 """
@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nvtopo.imex.health import (
+from nvtopo.model import NodeTopology
+from nvtopo.model.health import (
     fabric_problems,
     gpu_fabric_problems,
     link_problems,
     state_text,
     status_text,
 )
-from nvtopo.model import NodeTopology
 
 __all__ = [
     "CHANNELS_DIR",

@@ -2,7 +2,7 @@
 
 :func:`place_domain` is Contract 2 (:func:`nvtopo.place`) on the cluster as the health rule
 leaves it: a node whose fabric is not ready for multi-node NVLink (see
-:func:`nvtopo.imex.health.fabric_problems`) offers no free GPUs, and so cannot be chosen.
+:func:`nvtopo.model.health.fabric_problems`) offers no free GPUs, and so cannot be chosen.
 Every node that cannot take part is listed in ``excluded`` with its reasons: fabric or
 NVLink trouble, a ComputeDomain already on it, too few free GPUs.
 
@@ -19,9 +19,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.exceptions import InfeasibleError
-from nvtopo.imex.health import fabric_problems
+from nvtopo.model.cluster import Cluster, ClusterNode
+from nvtopo.model.health import fabric_problems
 from nvtopo.place import Domain, Placement, PlacementRequest, place
 
 __all__ = ["DomainPlacement", "ExcludedNode", "place_domain", "summarize_excluded"]

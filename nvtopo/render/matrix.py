@@ -2,7 +2,7 @@
 
 The layout is the tool's own: tab-separated cells, `` X `` on the diagonal, ``NV#`` or a PCIe
 class per pair, one row per NIC, then the affinity columns, a path-class legend and a
-``NIC Legend:`` section. :func:`nvtopo.sources.smi_topo.parse_topo_matrix` reads it back.
+``NIC Legend:`` section. :func:`nvtopo.formats.smi_topo.parse_topo_matrix` reads it back.
 
 Examples
 --------
@@ -20,9 +20,9 @@ from __future__ import annotations
 import re
 
 from nvtopo.exceptions import TopologyError
+from nvtopo.formats._cpulist import compress_cpulist
+from nvtopo.formats.smi_topo import AFFINITY_COLUMNS
 from nvtopo.model import PCIE_CLASSES, Nic, NodeTopology, PcieClass
-from nvtopo.sources._cpulist import compress_cpulist
-from nvtopo.sources.smi_topo import AFFINITY_COLUMNS
 
 __all__ = ["render_matrix"]
 

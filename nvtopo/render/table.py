@@ -7,8 +7,8 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
-from nvtopo.cluster import Cluster
 from nvtopo.model import PCIE_CLASSES, NodeTopology
+from nvtopo.model.cluster import Cluster
 
 __all__ = ["path_style", "render_cluster_table", "render_node_table"]
 

@@ -24,9 +24,9 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 import nvtopo
-from nvtopo.dra._kube import RESOURCE_SLICES, RawApi
 from nvtopo.dra.publish import node_slices, publish
-from nvtopo.dra.retry import KubeApiError
+from nvtopo.kube.client import RESOURCE_SLICES, RawApi
+from nvtopo.kube.retry import KubeApiError
 
 pytestmark = pytest.mark.k8s
 

@@ -23,11 +23,11 @@ import pytest
 from kubernetes.client import ApiClient
 
 import nvtopo
-from nvtopo.dra._kube import RESOURCE_SLICES, RawApi
 from nvtopo.dra._plan import LABEL_DRIVER, LABEL_MANAGED_BY, LABEL_NODE, slice_difference
 from nvtopo.dra.annotation import TOPOLOGY_ANNOTATION
 from nvtopo.dra.publish import _desired, cluster_slices, node_slices, publish
-from nvtopo.dra.retry import KubeApiError, RetryPolicy
+from nvtopo.kube.client import RESOURCE_SLICES, RawApi
+from nvtopo.kube.retry import KubeApiError, RetryPolicy
 
 from .faultproxy import FaultProxy
 
@@ -393,7 +393,7 @@ def test_the_agent_publishes_with_the_least_rbac_it_needs(
 ) -> None:
     from kubernetes import config
 
-    from nvtopo.dra.readback import cluster_from_kubernetes
+    from nvtopo.kube.readback import cluster_from_kubernetes
 
     raw = RawApi(k8s_client)
     for doc in _manifests("rbac.yaml"):
@@ -525,7 +525,7 @@ def test_the_topology_reader_role_reads_the_cluster_and_nothing_more(
     from kubernetes import config
     from kubernetes.client.exceptions import ApiException
 
-    from nvtopo.dra.readback import cluster_from_kubernetes
+    from nvtopo.kube.readback import cluster_from_kubernetes
 
     raw = RawApi(k8s_client)
     for doc in _manifests("rbac.yaml"):

@@ -17,11 +17,12 @@ import pytest
 from kubernetes.client import ApiClient
 
 import nvtopo
-from nvtopo.dra._kube import RESOURCE_SLICES, RawApi
 from nvtopo.dra.attributes import device_name
 from nvtopo.dra.publish import publish
-from nvtopo.dra.readback import COMPUTE_DOMAIN_DRIVER
 from nvtopo.exceptions import InfeasibleError
+from nvtopo.kube import cluster_from_kubernetes
+from nvtopo.kube.client import RESOURCE_SLICES, RawApi
+from nvtopo.kube.readback import COMPUTE_DOMAIN_DRIVER
 
 pytestmark = pytest.mark.k8s
 
@@ -124,7 +125,7 @@ def test_read_back_gives_the_same_placements(k8s_client: ApiClient, namespaces: 
     _claim(raw, namespaces[1], "channel",
            [(COMPUTE_DOMAIN_DRIVER, "rack0005-tray00", "channel-0")])  # fmt: skip
 
-    back = nvtopo.Cluster.from_kubernetes(k8s_client, driver=driver)
+    back = cluster_from_kubernetes(k8s_client, driver=driver)
 
     busy = nvtopo.Cluster(
         tuple(
@@ -169,7 +170,7 @@ def test_read_back_takes_the_newest_generation_of_a_pool(k8s_client: ApiClient) 
         "spec": {**s["spec"], "pool": {**s["spec"]["pool"], "generation": 1}},
     }
     raw.request("POST", RESOURCE_SLICES, what="stale", body=stale)
-    back = nvtopo.Cluster.from_kubernetes(k8s_client, driver=driver)
+    back = cluster_from_kubernetes(k8s_client, driver=driver)
     assert back.node("n1").topology == nvtopo.system("hgx-b200")
     result = publish(k8s_client, nvtopo.system("hgx-b200"), node="n1", driver=driver)
     assert result.deleted == 1  # the publisher removes the leftover on its next run

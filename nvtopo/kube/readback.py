@@ -1,4 +1,4 @@
-"""Reading the cluster back from Kubernetes: :meth:`nvtopo.Cluster.from_kubernetes`.
+"""Reading the cluster back from Kubernetes: :func:`nvtopo.kube.cluster_from_kubernetes`.
 
 What a scheduler needs to call :func:`nvtopo.place` comes from two lists:
 
@@ -26,14 +26,14 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from nvtopo.cluster import Cluster, ClusterNode
-from nvtopo.dra._kube import RESOURCE_CLAIMS, RESOURCE_SLICES, RawApi
 from nvtopo.dra.annotation import TOPOLOGY_ANNOTATION, decode_topology
 from nvtopo.dra.attributes import STANDARD_DOMAIN, TOPOLOGY_DOMAIN, device_name
-from nvtopo.dra.retry import RetryPolicy
 from nvtopo.dra.slices import DEFAULT_DRIVER
 from nvtopo.exceptions import TopologyError
+from nvtopo.kube.client import RESOURCE_CLAIMS, RESOURCE_SLICES, RawApi
+from nvtopo.kube.retry import RetryPolicy
 from nvtopo.model import Gpu, GpuPair, NodeTopology, PcieClass
+from nvtopo.model.cluster import Cluster, ClusterNode
 
 __all__ = [
     "COMPUTE_DOMAIN_DRIVER",
@@ -43,7 +43,7 @@ __all__ = [
     "topology_from_devices",
 ]
 
-log = logging.getLogger("nvtopo.dra.readback")
+log = logging.getLogger("nvtopo.kube.readback")
 
 #: The DRA driver of NVIDIA's ComputeDomain channels.
 COMPUTE_DOMAIN_DRIVER = "compute-domain.nvidia.com"
@@ -266,7 +266,7 @@ def cluster_from_kubernetes(
     """
     from kubernetes.client.exceptions import ApiException
 
-    from nvtopo.dra.retry import KubeApiError, api_message
+    from nvtopo.kube.retry import KubeApiError, api_message
 
     api = RawApi(api_client, policy=retry)
     try:

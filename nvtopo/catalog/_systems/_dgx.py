@@ -7,8 +7,7 @@ NVSwitch counts, which GPU and NIC share a PCIe switch, CPU lists per NUMA node,
 
 from __future__ import annotations
 
-from nvtopo.model import NodeTopology
-from nvtopo.sources._systems._build import (
+from nvtopo.catalog._systems._build import (
     GpuModel,
     GpuSlot,
     Loc,
@@ -21,6 +20,7 @@ from nvtopo.sources._systems._build import (
     root,
     sysfs_bus,
 )
+from nvtopo.model import NodeTopology
 
 __all__ = ["ENTRIES"]
 

@@ -31,7 +31,7 @@ def to_networkx(topology: NodeTopology) -> nx.Graph:
     Examples
     --------
     >>> import nvtopo
-    >>> g = nvtopo.system("dgx-h100").to_networkx()
+    >>> g = to_networkx(nvtopo.system("dgx-h100"))
     >>> g.edges["gpu0", "gpu1"]["path"]
     'NV18'
     """

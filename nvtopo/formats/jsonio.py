@@ -1,7 +1,7 @@
 """The ``nvtopo.dev/v1`` JSON interchange format (kinds ``NodeTopology`` and ``Cluster``).
 
 Every model field round-trips. Documents are checked against the JSON Schema shipped in
-``nvtopo/schema/nvtopo-v1.schema.json`` before they are read, so a malformed file gets one
+``nvtopo/formats/schema/nvtopo-v1.schema.json`` before they are read, so a malformed file gets one
 line naming the file and the JSON path of the first problem.
 """
 
@@ -12,9 +12,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from nvtopo.cluster import Cluster, ClusterNode
 from nvtopo.exceptions import ParseError, TopologyError
 from nvtopo.model import Fabric, Gpu, GpuPair, Nic, NodeTopology, NvLink, NvSwitch, Platform
+from nvtopo.model.cluster import Cluster, ClusterNode
 
 __all__ = [
     "API_VERSION",
@@ -33,7 +33,7 @@ API_VERSION = "nvtopo.dev/v1"
 @cache
 def schema() -> dict[str, Any]:
     """The JSON Schema of the format (draft 2020-12)."""
-    text = resources.files("nvtopo").joinpath("schema/nvtopo-v1.schema.json").read_text()
+    text = resources.files("nvtopo.formats").joinpath("schema/nvtopo-v1.schema.json").read_text()
     result: dict[str, Any] = json.loads(text)
     return result
 
@@ -385,7 +385,7 @@ def cluster_from_json(data: str | bytes | dict[str, Any], *, source: str = "<jso
         else:
             name = n["system"]
             if name not in catalog:
-                from nvtopo.sources.catalog import system
+                from nvtopo.catalog import system
 
                 try:
                     catalog[name] = system(name)

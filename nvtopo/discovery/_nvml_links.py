@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
+from nvtopo.discovery._nvml_decode import nvlink_generation, remote_type
+from nvtopo.discovery._nvml_gpu import RawGpu, RawLink
 from nvtopo.model import Gpu, GpuPair, NvLink, NvSwitch, PcieClass, RemoteType
-from nvtopo.sources._nvml_decode import nvlink_generation, remote_type
-from nvtopo.sources._nvml_gpu import RawGpu, RawLink
 
 #: NvSwitch id used for switch links whose far end NVML cannot name (off-tray switches).
 UNKNOWN_SWITCH = "unknown"

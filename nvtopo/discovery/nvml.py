@@ -19,7 +19,7 @@ Conventions of the result:
   else the device's sysfs ``numa_node``; ``numa_affinity`` is NVML's memory affinity, the
   ``NUMA Affinity`` column of ``nvidia-smi topo -m``.
 * ``nvlink_generation`` is the NVLink generation (NVML's NVLink version enum, mapped in
-  :func:`nvtopo.sources._nvml_decode.nvlink_generation`).
+  :func:`nvtopo.discovery._nvml_decode.nvlink_generation`).
 """
 
 from __future__ import annotations
@@ -29,10 +29,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from nvtopo.exceptions import DiscoveryError
-from nvtopo.model import NodeTopology, PcieClass
-from nvtopo.sources._nvml_decode import normalize_bus_id, pcie_class
-from nvtopo.sources._nvml_gpu import (
+from nvtopo.discovery._nvml_decode import normalize_bus_id, pcie_class
+from nvtopo.discovery._nvml_gpu import (
     Failure,
     GpuLostError,
     NvmlCalls,
@@ -42,11 +40,13 @@ from nvtopo.sources._nvml_gpu import (
     read_bus_id,
     text,
 )
-from nvtopo.sources._nvml_links import UNKNOWN_SWITCH, link_graph
+from nvtopo.discovery._nvml_links import UNKNOWN_SWITCH, link_graph
+from nvtopo.exceptions import DiscoveryError
+from nvtopo.model import NodeTopology, PcieClass
 
 __all__ = ["SYSFS_ROOT", "UNKNOWN_SWITCH", "discover", "normalize_bus_id"]
 
-log = logging.getLogger("nvtopo.sources.nvml")
+log = logging.getLogger("nvtopo.discovery.nvml")
 
 #: Where sysfs is mounted (PCIe roots, device NUMA nodes, NUMA CPU lists).
 SYSFS_ROOT = Path("/sys")

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nvtopo.model import Fabric, Gpu, Platform
-from nvtopo.sources._cpulist import compress_cpulist
-from nvtopo.sources._nvml_decode import (
+from nvtopo.discovery._nvml_decode import (
     architecture_name,
     bits_of,
     brand_name,
@@ -29,8 +27,10 @@ from nvtopo.sources._nvml_decode import (
     text_field,
     uuid_from_bytes,
 )
+from nvtopo.formats._cpulist import compress_cpulist
+from nvtopo.model import Fabric, Gpu, Platform
 
-log = logging.getLogger("nvtopo.sources.nvml")
+log = logging.getLogger("nvtopo.discovery.nvml")
 
 # nvmlReturn_t values this module reacts to.
 INVALID_ARGUMENT = 2

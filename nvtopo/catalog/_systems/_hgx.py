@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from nvtopo.model import ZERO_CLUSTER_UUID, Fabric, NodeTopology
-from nvtopo.sources._systems._build import (
+from nvtopo.catalog._systems._build import (
     GpuModel,
     GpuSlot,
     Loc,
@@ -24,6 +23,7 @@ from nvtopo.sources._systems._build import (
     root,
     sysfs_bus,
 )
+from nvtopo.model import ZERO_CLUSTER_UUID, Fabric, NodeTopology
 
 __all__ = ["ENTRIES"]
 

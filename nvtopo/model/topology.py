@@ -11,13 +11,10 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from nvtopo.exceptions import TopologyError
-
-if TYPE_CHECKING:
-    import networkx as nx
-    import numpy as np
+from nvtopo.model.health import ZERO_CLUSTER_UUID, fabric_problem, node_clique
 
 __all__ = [
     "MAX_NVLINKS",
@@ -45,7 +42,6 @@ RemoteType = Literal["gpu", "nvswitch", "cpu", "unknown"]
 FabricState = Literal["not_supported", "not_started", "in_progress", "completed"]
 FabricHealth = Literal["healthy", "degraded", "unhealthy", "unknown"]
 
-ZERO_CLUSTER_UUID = "00000000-0000-0000-0000-000000000000"
 
 # GB/s per direction of one NVLink, by NVLink generation (1 = P100 ... 5 = Blackwell).
 _NVLINK_GBPS = {1: 20, 2: 25, 3: 25, 4: 25, 5: 50}
@@ -121,12 +117,9 @@ class Fabric:
 
     @property
     def clique(self) -> str | None:
-        """``"<clusterUUID>.<cliqueId>"`` when the GPU may join a multi-node domain, else None."""
-        if (
-            self.state != "completed"
-            or self.cluster_uuid == ZERO_CLUSTER_UUID
-            or self.health == "unhealthy"
-        ):
+        """``"<clusterUUID>.<cliqueId>"`` when the GPU may join a multi-node domain, else None
+        (the rule: :func:`nvtopo.model.health.fabric_problem`)."""
+        if fabric_problem(self) is not None:
             return None
         return f"{self.cluster_uuid}.{self.clique_id}"
 
@@ -236,7 +229,8 @@ class NodeTopology:
     """The GPU topology of one node.
 
     Build one with :func:`nvtopo.discover`, :func:`nvtopo.system`,
-    :meth:`from_nvidia_smi`, :meth:`from_nvidia_smi_xml` or :meth:`from_json`.
+    :meth:`from_nvidia_smi` or :meth:`from_json` (the two conveniences that reach up to
+    :mod:`nvtopo.formats`; every other format has its free functions there).
 
     Examples
     --------
@@ -336,11 +330,9 @@ class NodeTopology:
 
     @property
     def clique(self) -> str | None:
-        """The node's NVLink domain: set only when every GPU agrees on a healthy clique."""
-        cliques = set(self.cliques)
-        if len(cliques) == 1:
-            return next(iter(cliques))
-        return None
+        """The node's NVLink domain: set only when every GPU agrees on a healthy clique
+        (the rule, with the reason when there is none: :func:`nvtopo.model.health.node_clique`)."""
+        return node_clique(self).clique
 
     def nvlink_islands(self) -> tuple[tuple[int, ...], ...]:
         """Connected components of the working-NVLink graph, each a sorted tuple of GPUs."""
@@ -365,43 +357,18 @@ class NodeTopology:
     @classmethod
     def from_nvidia_smi(cls, text: str, *, source: str = "<text>") -> NodeTopology:
         """Parse the output of ``nvidia-smi topo -m``."""
-        from nvtopo.sources.smi_topo import parse_topo_matrix
+        from nvtopo.formats.smi_topo import parse_topo_matrix
 
         return parse_topo_matrix(text, source=source)
-
-    @classmethod
-    def from_nvidia_smi_xml(cls, text: str, *, source: str = "<text>") -> NodeTopology:
-        """Parse the output of ``nvidia-smi -q -x``."""
-        from nvtopo.sources.smi_xml import parse_smi_xml
-
-        return parse_smi_xml(text, source=source)
 
     @classmethod
     def from_json(
         cls, data: str | bytes | dict[str, Any], *, source: str = "<json>"
     ) -> NodeTopology:
         """Read the ``nvtopo.dev/v1`` ``NodeTopology`` JSON format (text or parsed)."""
-        from nvtopo.jsonio import node_from_json
+        from nvtopo.formats.jsonio import node_from_json
 
         return node_from_json(data, source=source)
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``nvtopo.dev/v1`` ``NodeTopology`` document."""
-        from nvtopo.jsonio import node_to_json
-
-        return node_to_json(self)
-
-    def to_networkx(self) -> nx.Graph:
-        """A graph of GPUs (nodes ``gpu<i>``) with pair attributes; see :mod:`nvtopo.views`."""
-        from nvtopo.views import to_networkx
-
-        return to_networkx(self)
-
-    def bandwidth_matrix(self) -> np.ndarray:
-        """GPU×GPU NVLink GB/s per direction (numpy, int)."""
-        from nvtopo.views import bandwidth_matrix
-
-        return bandwidth_matrix(self)
 
     def replace_gpus(self, gpus: Iterable[Gpu]) -> NodeTopology:
         """A copy with ``gpus`` in place of this node's GPUs (same indices)."""

@@ -15,9 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cache, lru_cache, partial
 
-from nvtopo.cluster import Cluster, ClusterNode
-from nvtopo.model import Fabric, NodeTopology, Platform
-from nvtopo.sources._systems._build import (
+from nvtopo.catalog._systems._build import (
     GpuModel,
     GpuSlot,
     Loc,
@@ -30,6 +28,8 @@ from nvtopo.sources._systems._build import (
     root,
     sysfs_bus,
 )
+from nvtopo.model import Fabric, NodeTopology, Platform
+from nvtopo.model.cluster import Cluster, ClusterNode
 
 __all__ = [
     "ENTRIES",

@@ -9,7 +9,7 @@ deterministic. :func:`with_lost_nvlinks` makes degraded variants for tests and b
 
 Examples
 --------
->>> from nvtopo.sources.catalog import cluster, system
+>>> from nvtopo.catalog import cluster, system
 >>> system("dgx1-v100").path_class(0, 3)
 'NV2'
 >>> c = cluster("gb200-nvl72x4")
@@ -26,11 +26,11 @@ from dataclasses import dataclass, replace
 from functools import cache, lru_cache
 from typing import Literal
 
-from nvtopo.cluster import Cluster, ClusterNode
+from nvtopo.catalog._systems import _dgx, _gb200, _hgx, _pcie
+from nvtopo.catalog._systems._build import NodeEntry
 from nvtopo.exceptions import TopologyError, UnknownSystemError
 from nvtopo.model import Gpu, NodeTopology
-from nvtopo.sources._systems import _dgx, _gb200, _hgx, _pcie
-from nvtopo.sources._systems._build import NodeEntry
+from nvtopo.model.cluster import Cluster, ClusterNode
 
 __all__ = [
     "MAX_RACKS",

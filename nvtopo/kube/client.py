@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
-from nvtopo.dra.retry import RetryPolicy, call_with_retry
+from nvtopo.kube.retry import RetryPolicy, call_with_retry
 
 __all__ = ["RESOURCE_CLAIMS", "RESOURCE_SLICES", "RawApi"]
 

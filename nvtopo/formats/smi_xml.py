@@ -34,8 +34,8 @@ import xml.etree.ElementTree as ET
 from xml.parsers import expat
 
 from nvtopo.exceptions import ParseError
+from nvtopo.formats._smi_fabric import read_fabric
 from nvtopo.model import Fabric, Gpu, NodeTopology, Platform
-from nvtopo.sources._smi_fabric import read_fabric
 
 __all__ = ["parse_smi_xml"]
 

@@ -9,8 +9,7 @@ SYS across sockets, as published ``topo -m`` outputs of such servers show.
 
 from __future__ import annotations
 
-from nvtopo.model import NodeTopology
-from nvtopo.sources._systems._build import (
+from nvtopo.catalog._systems._build import (
     GpuModel,
     GpuSlot,
     Loc,
@@ -21,6 +20,7 @@ from nvtopo.sources._systems._build import (
     root,
     sysfs_bus,
 )
+from nvtopo.model import NodeTopology
 
 __all__ = ["ENTRIES"]
 

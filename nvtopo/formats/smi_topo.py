@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from itertools import combinations
 
 from nvtopo.exceptions import ParseError, TopologyError
+from nvtopo.formats._cpulist import expand_cpulist, is_cpulist
 from nvtopo.model import Gpu, GpuPair, Nic, NodeTopology, PcieClass, parse_path_class
-from nvtopo.sources._cpulist import expand_cpulist, is_cpulist
 
 __all__ = ["AFFINITY_COLUMNS", "parse_topo_matrix"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 from nvtopo.exceptions import TopologyError
-from nvtopo.model import ZERO_CLUSTER_UUID, NodeTopology
+from nvtopo.model.health import CliqueVerdict, node_clique
+from nvtopo.model.topology import NodeTopology
 
 __all__ = ["Cluster", "ClusterNode"]
 
@@ -35,20 +35,20 @@ class ClusterNode:
             if bad:
                 raise TopologyError(f"node {self.name}: free GPU {bad[0]} is not on the node")
 
+    @cached_property
+    def verdict(self) -> CliqueVerdict:
+        """The clique rule applied to this node's GPUs and declared clique
+        (:func:`nvtopo.model.health.node_clique`)."""
+        return node_clique(self.topology, self.clique)
+
     @property
     def domain(self) -> str | None:
-        """The clique this node counts in, after the health rule; None: its own domain.
+        """The clique this node counts in, after the rule; None: its own single-node domain.
 
-        A declared clique counts unless it names the all-zero cluster UUID (a fabric that
-        was never set up) or the node's own fabric info rules it out (a GPU whose fabric
-        state is not Completed, an all-zero cluster UUID, or Unhealthy health).
+        A declared clique counts only where the node's GPUs agree with it (or carry no fabric
+        info at all); :attr:`verdict` says why a node is in none.
         """
-        fabrics = [g.fabric for g in self.topology.gpus if g.fabric is not None]
-        if fabrics and any(f.clique is None for f in fabrics):
-            return None
-        if self.clique is not None:
-            return None if self.clique.startswith(ZERO_CLUSTER_UUID) else self.clique
-        return self.topology.clique
+        return self.verdict.clique
 
     @property
     def free(self) -> tuple[int, ...]:
@@ -105,6 +105,19 @@ class Cluster:
                 groups.setdefault(d, []).append(n.name)
         return {k: tuple(sorted(v)) for k, v in sorted(groups.items())}
 
+    @cached_property
+    def clique_problems(self) -> dict[str, str]:
+        """Node name → why it is in no clique, for nodes whose GPUs or declaration disagree
+        or whose fabric is not ready (nodes with no multi-node fabric at all are not listed).
+
+        Examples
+        --------
+        >>> import nvtopo
+        >>> nvtopo.cluster("gb200-nvl72x2").clique_problems
+        {}
+        """
+        return {n.name: n.verdict.reason for n in self.nodes if n.verdict.reason is not None}
+
     @property
     def gpu_count(self) -> int:
         return sum(len(n.topology.gpus) for n in self.nodes)
@@ -112,24 +125,3 @@ class Cluster:
     @classmethod
     def from_nodes(cls, nodes: Iterable[ClusterNode], name: str | None = None) -> Cluster:
         return cls(tuple(nodes), name=name)
-
-    @classmethod
-    def from_json(cls, data: str | bytes | dict[str, Any], *, source: str = "<json>") -> Cluster:
-        """Read the ``nvtopo.dev/v1`` ``Cluster`` JSON format."""
-        from nvtopo.jsonio import cluster_from_json
-
-        return cluster_from_json(data, source=source)
-
-    @classmethod
-    def from_kubernetes(cls, api_client: Any, *, driver: str = "gpu.nvtopo.dev") -> Cluster:
-        """Read the cluster back from the API server: nodes and topologies from the driver's
-        ResourceSlices, free GPUs from ResourceClaim allocations
-        (:func:`nvtopo.dra.readback.cluster_from_kubernetes`)."""
-        from nvtopo.dra.readback import cluster_from_kubernetes
-
-        return cluster_from_kubernetes(api_client, driver=driver)
-
-    def to_json(self) -> dict[str, Any]:
-        from nvtopo.jsonio import cluster_to_json
-
-        return cluster_to_json(self)

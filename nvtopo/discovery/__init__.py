@@ -1,0 +1,1 @@
+"""Discovery of the local node's topology through NVML (``nvidia-ml-py``)."""
