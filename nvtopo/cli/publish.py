@@ -154,8 +154,8 @@ def _apply_labels(api_client: Any, obj: Any, node: str | None, dry_run: bool) ->
     # Node labels (topology.nvtopo.dev/clique and rack, and the shared clique keys no other
     # component owns): nvtopo.dra.labels_apply. A line per node on stderr keeps stdout as is.
     from nvtopo.cli.compute_domain import as_cluster
-    from nvtopo.cluster import ClusterNode
     from nvtopo.dra.labels_apply import apply_cluster_labels
+    from nvtopo.model import ClusterNode
 
     if not isinstance(obj, Cluster):
         obj = Cluster((ClusterNode(str(node), obj),))

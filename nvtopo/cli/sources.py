@@ -68,7 +68,7 @@ def read_text(spec: str, path: str) -> str:
 def _from_kubernetes(kubeconfig: str | None) -> Cluster:
     """The cluster as the apiserver holds it, through the CLI's one kubeconfig loader."""
     from nvtopo.cli.kube import api_client
-    from nvtopo.dra.readback import cluster_from_kubernetes
+    from nvtopo.kube.readback import cluster_from_kubernetes
 
     driver = os.environ.get("NVTOPO_DRIVER") or "gpu.nvtopo.dev"
     client = api_client(kubeconfig)

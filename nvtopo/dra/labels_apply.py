@@ -24,9 +24,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from nvtopo.dra._kube import RawApi
-from nvtopo.dra.retry import KubeApiError, RetryPolicy, api_message
 from nvtopo.export.labels import OWN_LABELS, SHARED_LABELS
+from nvtopo.kube.client import RawApi
+from nvtopo.kube.retry import KubeApiError, RetryPolicy, api_message
 
 __all__ = [
     "FIELD_MANAGER",
@@ -183,7 +183,7 @@ def _apply(
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=response)
 
-    from nvtopo.dra.retry import call_with_retry
+    from nvtopo.kube.retry import call_with_retry
 
     call_with_retry(once, what=f"apply labels to Node {node}", policy=api.policy, sleep=api.sleep)
 
@@ -196,7 +196,7 @@ def apply_cluster_labels(
     dry_run: bool = False,
     retry: RetryPolicy | None = None,
 ) -> list[LabelResult]:
-    """Apply the labels of every node of ``cluster`` (a :class:`~nvtopo.cluster.Cluster`).
+    """Apply the labels of every node of ``cluster`` (a :class:`~nvtopo.model.Cluster`).
 
     ``node`` limits it to that node. Each node's labels come from
     :func:`nvtopo.export.labels.node_labels`, so a node whose clique the health rule drops

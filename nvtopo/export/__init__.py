@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-from nvtopo.cluster import Cluster
 from nvtopo.exceptions import NvtopoError
 from nvtopo.export.kai import kai_topology
 from nvtopo.export.kueue import kueue_topology
@@ -28,6 +27,7 @@ from nvtopo.export.levels import Layout, layout
 from nvtopo.export.slurm import slurm_blocks, slurm_topology_yaml
 from nvtopo.export.topograph import topograph_model
 from nvtopo.export.volcano import volcano_hypernodes
+from nvtopo.model import Cluster
 
 __all__ = [
     "TARGETS",

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nvtopo.cluster import Cluster
 from nvtopo.export.levels import Layout, layout
+from nvtopo.model import Cluster
 
 __all__ = ["KAI_API_VERSION", "kai_topology"]
 

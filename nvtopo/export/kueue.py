@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nvtopo.cluster import Cluster
 from nvtopo.export.levels import Layout, layout
+from nvtopo.model import Cluster
 
 __all__ = ["KUEUE_API_VERSION", "kueue_topology"]
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nvtopo.cluster import Cluster
 from nvtopo.export.levels import CLIQUE_LABEL, RACK_LABEL, Layout, NodePlace, label_value, layout
+from nvtopo.model import Cluster
 
 __all__ = [
     "NVIDIA_CLIQUE_LABEL",

@@ -4,7 +4,7 @@ Every scheduler format is written from the one :class:`Layout` computed here, so
 the ``Topology`` objects, the HyperNodes, the Slurm blocks and Topograph's model agree.
 
 - The clique is the node's domain after the model's one health rule
-  (:attr:`nvtopo.cluster.ClusterNode.domain`): a node whose fabric is not Completed, whose
+  (:attr:`nvtopo.model.ClusterNode.domain`): a node whose fabric is not Completed, whose
   cluster UUID is all zeros or whose health is Unhealthy is in no clique.
 - The rack is the chassis serial number that every GPU of the node reports
   (``nvmlDeviceGetPlatformInfo``, GB200/GB300 trays); unknown elsewhere.
@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from nvtopo.cluster import Cluster, ClusterNode
+from nvtopo.model import Cluster, ClusterNode
 
 __all__ = [
     "CLIQUE_LABEL",

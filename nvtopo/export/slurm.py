@@ -19,9 +19,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from nvtopo.cluster import Cluster
 from nvtopo.exceptions import TopologyError
 from nvtopo.export.levels import Layout, layout
+from nvtopo.model import Cluster
 
 __all__ = ["hostlist", "slurm_blocks", "slurm_topology_yaml"]
 

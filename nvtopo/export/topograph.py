@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nvtopo.cluster import Cluster
 from nvtopo.export.levels import Layout, layout
 from nvtopo.export.volcano import clique_object_name
+from nvtopo.model import Cluster
 
 __all__ = ["topograph_model"]
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from nvtopo.cluster import Cluster
 from nvtopo.export.levels import Layout, layout
+from nvtopo.model import Cluster
 
 __all__ = ["VOLCANO_API_VERSION", "clique_object_name", "volcano_hypernodes"]
 

@@ -27,9 +27,9 @@ from kubernetes.client.exceptions import ApiException
 
 import nvtopo
 from nvtopo.cli import main
-from nvtopo.dra._kube import RESOURCE_SLICES, RawApi
 from nvtopo.dra.publish import publish
 from nvtopo.export import TARGETS, export, slurm_topology_yaml
+from nvtopo.kube.client import RESOURCE_SLICES, RawApi
 from tests.export.build import kueue_crds
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]

@@ -23,9 +23,9 @@ from kubernetes.client.exceptions import ApiException
 
 import nvtopo
 from nvtopo.cli import main
-from nvtopo.dra._kube import RawApi
 from nvtopo.dra.labels_apply import FIELD_MANAGER, apply_cluster_labels, label_owners
-from nvtopo.dra.retry import KubeApiError
+from nvtopo.kube.client import RawApi
+from nvtopo.kube.retry import KubeApiError
 
 pytestmark = pytest.mark.k8s
 
