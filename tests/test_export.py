@@ -2,7 +2,8 @@
 
 The field names and types checked here are written from each project's published API (the
 sources are cited in ``nvtopo/export/<target>.py``); the checks share no code with the
-exporters. Kueue's objects are also decoded by Kueue's own Go types (tests/test_export_go.py)
+exporters. Kueue's and Volcano's objects are also decoded by their own Go types
+(tests/test_export_go.py)
 and all Kubernetes objects go through a real apiserver (tests/k8s/test_export_apiserver.py).
 """
 

@@ -6,8 +6,8 @@ Fields from Volcano's published API (volcano-sh/apis,
 closer), ``spec.tierName`` an optional string (≤ 253), ``spec.members`` a list (≥ 1) of
 ``{type: Node | HyperNode, selector: {exactMatch: {name}} | {regexMatch: {pattern}} |
 {labelMatch: LabelSelector}}`` with exactly one selector, ``exactMatch.name`` a DNS
-subdomain. Volcano's Go module is not served to this project's builds, so the tests check
-these objects against those facts and through the apiserver with a CRD written from them.
+subdomain. The tests decode these objects strictly with Volcano's own Go types
+(``volcano.sh/apis`` v1.14.0) and apply them under the CRD generated from those types.
 
 Names are deterministic: ``nvl-<clusterUUID>-<cliqueId>`` per clique and ``rack-<rack>`` per
 rack (tier 2, when racks hold cliques). A node in no clique is in no HyperNode.

@@ -1,17 +1,22 @@
-// Command kueuecheck decodes nvtopo's Kueue objects strictly with Kueue's own Go API types.
+// Command objcheck decodes nvtopo's exported objects strictly with the consumer's own Go
+// API types: Kueue's (sigs.k8s.io/kueue) with -api kueue, Volcano's (volcano.sh/apis) with
+// -api volcano.
 //
-// It reads YAML documents (separated by "---") or one JSON v1 List from stdin; every
-// object must be a kueue.x-k8s.io/v1beta2 Topology, and a field that Kueue's types do not
-// have, or a value of the wrong type, fails the decode (sigs.k8s.io/yaml UnmarshalStrict,
-// which decodes JSON with unknown fields disallowed). It then checks what the CRD's
-// validation rules say of spec.levels (1-16 items, unique, kubernetes.io/hostname only as
-// the last level), and prints one line per object: "ok <name> <level>,<level>,...".
+// It reads YAML documents (separated by "---") or one JSON v1 List from stdin. Every object
+// must be a kueue.x-k8s.io/v1beta2 Topology (kueue) or a topology.volcano.sh/v1alpha1
+// HyperNode (volcano); a field those types do not have, or a value of the wrong type, fails
+// the decode (sigs.k8s.io/yaml UnmarshalStrict, which decodes JSON with unknown fields
+// disallowed). It then checks what the CRDs' validation rules say (Kueue: spec.levels has
+// 1-16 unique items, kubernetes.io/hostname only last; Volcano: tier >= 0, at least one
+// member, exactly one selector each) and prints one line per object:
+// "ok <name> <detail>".
 package main
 
 import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,6 +24,7 @@ import (
 
 	kueue "sigs.k8s.io/kueue/apis/kueue/v1beta2"
 	"sigs.k8s.io/yaml"
+	volcano "volcano.sh/apis/pkg/apis/topology/v1alpha1"
 )
 
 func documents(data []byte) ([][]byte, error) {
@@ -84,7 +90,37 @@ func check(t *kueue.Topology) error {
 	return nil
 }
 
+func checkHyperNode(h *volcano.HyperNode) (string, error) {
+	if h.APIVersion != volcano.SchemeGroupVersion.String() || h.Kind != "HyperNode" {
+		return "", fmt.Errorf("%s/%s is not a %s HyperNode", h.APIVersion, h.Kind, volcano.SchemeGroupVersion)
+	}
+	if h.Spec.Tier < 0 {
+		return "", fmt.Errorf("tier %d: Volcano wants >= 0", h.Spec.Tier)
+	}
+	if len(h.Spec.Members) == 0 {
+		return "", fmt.Errorf("no members")
+	}
+	for i, m := range h.Spec.Members {
+		n := 0
+		if m.Selector.ExactMatch != nil {
+			n++
+		}
+		if m.Selector.RegexMatch != nil {
+			n++
+		}
+		if m.Selector.LabelMatch != nil {
+			n++
+		}
+		if n != 1 {
+			return "", fmt.Errorf("member %d has %d selectors, not one", i+1, n)
+		}
+	}
+	return fmt.Sprintf("tier=%d members=%d", h.Spec.Tier, len(h.Spec.Members)), nil
+}
+
 func main() {
+	api := flag.String("api", "kueue", "kueue or volcano")
+	flag.Parse()
 	data, err := io.ReadAll(os.Stdin)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "read:", err)
@@ -100,6 +136,20 @@ func main() {
 		os.Exit(1)
 	}
 	for i, doc := range docs {
+		if *api == "volcano" {
+			var h volcano.HyperNode
+			if err := yaml.UnmarshalStrict(doc, &h); err != nil {
+				fmt.Fprintf(os.Stderr, "object %d: %v\n", i+1, err)
+				os.Exit(1)
+			}
+			detail, err := checkHyperNode(&h)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "object %d (%s): %v\n", i+1, h.Name, err)
+				os.Exit(1)
+			}
+			fmt.Printf("ok %s %s\n", h.Name, detail)
+			continue
+		}
 		var t kueue.Topology
 		if err := yaml.UnmarshalStrict(doc, &t); err != nil {
 			fmt.Fprintf(os.Stderr, "object %d: %v\n", i+1, err)
