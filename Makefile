@@ -11,7 +11,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml 2>/dev/null) pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: help demo test test-rust test-python lint fmt bench build readme k8s-env clean
+.PHONY: help demo test test-rust test-python lint fmt bench build readme k8s-env mpi-env torch-env clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,7 +45,20 @@ k8s-env: $(VENV)/.deps ## build the pinned kube-apiserver + etcd for tests/k8s (
 	@if [ "$${NVTOPO_K8S:-}" = skip ]; then echo "NVTOPO_K8S=skip: k8s tests deselected, nothing built"; \
 	else $(PY) scripts/k8s-test-env build; fi
 
-test-python: build k8s-env ## pytest (gpu tests skip without NVML; NVTOPO_K8S=skip leaves out tests/k8s)
+mpi-env: ## Open MPI (Debian's openmpi-bin) and host aliases for the launcher test (idempotent)
+	@sh scripts/mpi-test-env
+
+TORCH_VENV := $(CACHE)/torch-venv
+
+torch-env: $(TORCH_VENV)/.installed ## PyPI's torch in its own venv (gigabytes, once) for the torchrun test
+
+$(TORCH_VENV)/.installed:
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install -q torch numpy
+	$(TORCH_VENV)/bin/python -c "import torch.distributed as d; assert d.is_gloo_available()"
+	touch $@
+
+test-python: build k8s-env mpi-env torch-env ## pytest (gpu tests skip without NVML; NVTOPO_K8S=skip leaves out tests/k8s)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test: build test-rust test-python ## build and run every test

@@ -3,10 +3,23 @@
 from collections.abc import Sequence
 from typing import final
 
-__all__ = ["DEFAULT_BUDGET", "ClusterState", "Topology", "__version__"]
+__all__ = [
+    "DEFAULT_BUDGET",
+    "MAX_GPUS",
+    "MAX_NVLINKS",
+    "ClusterState",
+    "Topology",
+    "__version__",
+    "nvlink_bandwidth",
+]
 
 __version__: str
 DEFAULT_BUDGET: int
+MAX_GPUS: int
+MAX_NVLINKS: int
+
+def nvlink_bandwidth(generation: int) -> int:
+    """GB/s per direction of one NVLink of ``generation`` (0: unknown)."""
 
 _SelectionTuple = tuple[
     tuple[int, ...],

@@ -6,6 +6,7 @@ __all__ = [
     "DiscoveryError",
     "InfeasibleError",
     "NvtopoError",
+    "NvtopoWarning",
     "ParseError",
     "RequiredUnavailableError",
     "SelectionError",
@@ -17,6 +18,11 @@ __all__ = [
 
 class NvtopoError(Exception):
     """Root of every nvtopo error; its message is one line saying what and where."""
+
+
+class NvtopoWarning(UserWarning):
+    """Input read with something missing; the message says what (the CLI prints it as one
+    ``nvtopo: warning:`` line)."""
 
 
 class TopologyError(NvtopoError, ValueError):

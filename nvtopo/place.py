@@ -24,7 +24,7 @@ aggregates, so a request does not visit every node of a large cluster.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import nvtopo._core as _core
@@ -36,6 +36,7 @@ from nvtopo.select import core_topology
 __all__ = [
     "Allocation",
     "ClusterState",
+    "ComputeDomainGroup",
     "Domain",
     "PlacedNode",
     "Placement",
@@ -88,10 +89,25 @@ class PlacementRequest:
 
 @dataclass(frozen=True)
 class PlacedNode:
-    """One node of a placement and the GPUs taken on it."""
+    """One node of a placement and the GPUs taken on it.
+
+    ``clique`` is the node's NVLink domain after the model's rule
+    (:attr:`nvtopo.model.ClusterNode.domain`); ``clique_problem`` says why a node that looks
+    like it belongs to one is in none (its GPUs disagree, its fabric is not ready, ...).
+    """
 
     name: str
     gpus: tuple[int, ...]
+    clique: str | None = field(default=None, compare=False, repr=False)
+    clique_problem: str | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ComputeDomainGroup:
+    """The nodes of a placement inside one clique: one ComputeDomain (one IMEX domain)."""
+
+    clique: str
+    nodes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -99,8 +115,9 @@ class Placement:
     """Where a job goes.
 
     ``cliques`` lists the clique ids of the nodes used (nodes without one add none);
-    ``compute_domain`` is True when the job needs a ComputeDomain (several nodes, cliques
-    not ignored).
+    ``compute_domain`` is True when the job is a multi-node NVLink job (several nodes,
+    cliques not ignored): its nodes take no second ComputeDomain. A ComputeDomain never
+    spans cliques: :attr:`compute_domains` lists one per clique the job touches.
     """
 
     nodes: tuple[PlacedNode, ...]
@@ -112,8 +129,43 @@ class Placement:
         """GPUs placed in total."""
         return sum(len(n.gpus) for n in self.nodes)
 
+    @property
+    def compute_domains(self) -> tuple[ComputeDomainGroup, ...]:
+        """One ComputeDomain per clique the job touches (empty when it needs none).
+
+        Nodes in no clique join none: multi-node NVLink stops at a clique's edge.
+        """
+        if not self.compute_domain:
+            return ()
+        groups: dict[str, list[str]] = {}
+        for n in self.nodes:
+            if n.clique is not None:
+                groups.setdefault(n.clique, []).append(n.name)
+        return tuple(ComputeDomainGroup(c, tuple(names)) for c, names in groups.items())
+
+    @property
+    def one_compute_domain(self) -> bool:
+        """True when a single ComputeDomain holds every node of the job."""
+        groups = self.compute_domains
+        return len(groups) == 1 and len(groups[0].nodes) == len(self.nodes)
+
+    def compute_domain_summary(self) -> str:
+        """``forms a ComputeDomain``, ``forms 2 ComputeDomains, one per clique (...)``, ..."""
+        groups = self.compute_domains
+        if self.one_compute_domain:
+            return "forms a ComputeDomain"
+        if not groups:
+            if self.compute_domain:
+                return "forms no ComputeDomain (its nodes are in no common clique)"
+            return "needs no ComputeDomain"
+        each = "; ".join(f"{g.clique}: {', '.join(g.nodes)}" for g in groups)
+        lone = sum(1 for n in self.nodes if n.clique is None)
+        rest = f", {lone} node{'s' if lone != 1 else ''} in none" if lone else ""
+        noun = "ComputeDomain" if len(groups) == 1 else "ComputeDomains"
+        return f"forms {len(groups)} {noun}, one per clique ({each}){rest}"
+
     def explain(self) -> str:
-        """One paragraph saying where the job goes."""
+        """One paragraph saying where the job goes, and why a node is in no clique."""
         where = "; ".join(f"{n.name}: GPUs {', '.join(map(str, n.gpus))}" for n in self.nodes)
         count = "1 node" if len(self.nodes) == 1 else f"{len(self.nodes)} nodes"
         if not self.cliques:
@@ -122,15 +174,31 @@ class Placement:
             domains = f"in clique {self.cliques[0]}"
         else:
             domains = f"across {len(self.cliques)} cliques ({', '.join(self.cliques)})"
-        cd = "forms a ComputeDomain" if self.compute_domain else "needs no ComputeDomain"
-        return f"{self.gpu_count} GPUs on {count} {domains} ({where}); {cd}."
+        text = f"{self.gpu_count} GPUs on {count} {domains} ({where}); "
+        text += f"{self.compute_domain_summary()}."
+        for n in self.nodes:
+            if n.clique_problem is not None:
+                text += f" Node {n.name} is in no clique: {n.clique_problem}."
+        return text
 
     def to_json(self) -> dict[str, Any]:
-        """``{"nodes": [{"name", "gpus"}], "cliques", "computeDomain", "gpuCount"}``."""
+        """``{"nodes": [{"name", "gpus"}], "cliques", "computeDomain", "computeDomains",
+        "gpuCount"}``; ``computeDomain`` is true only where one ComputeDomain holds the whole
+        job, ``computeDomains`` lists one per clique. A node in no clique for a reason says it
+        (``cliqueProblem``)."""
+        nodes = []
+        for n in self.nodes:
+            entry: dict[str, Any] = {"name": n.name, "gpus": list(n.gpus)}
+            if n.clique_problem is not None:
+                entry["cliqueProblem"] = n.clique_problem
+            nodes.append(entry)
         return {
-            "nodes": [{"name": n.name, "gpus": list(n.gpus)} for n in self.nodes],
+            "nodes": nodes,
             "cliques": list(self.cliques),
-            "computeDomain": self.compute_domain,
+            "computeDomain": self.one_compute_domain,
+            "computeDomains": [
+                {"clique": g.clique, "nodes": list(g.nodes)} for g in self.compute_domains
+            ],
             "gpuCount": self.gpu_count,
         }
 
@@ -160,9 +228,18 @@ def _request(
     return request
 
 
-def _placement(raw: tuple[list[tuple[str, list[int]]], list[str], bool]) -> Placement:
+_Verdicts = dict[str, tuple[str | None, str | None]]
+
+
+def _placement(
+    raw: tuple[list[tuple[str, list[int]]], list[str], bool], verdicts: _Verdicts
+) -> Placement:
     nodes, cliques, cd = raw
-    return Placement(tuple(PlacedNode(n, tuple(g)) for n, g in nodes), tuple(cliques), cd)
+    placed = []
+    for name, gpus in nodes:
+        clique, problem = verdicts.get(name, (None, None))
+        placed.append(PlacedNode(name, tuple(gpus), clique, problem))
+    return Placement(tuple(placed), tuple(cliques), cd)
 
 
 class ClusterState:
@@ -195,7 +272,11 @@ class ClusterState:
         interned: dict[Any, _core.Topology] = {}
         by_id: dict[int, _core.Topology] = {}
         rows = []
+        # Each node's clique and, where it has none for a reason, the reason: the placement
+        # says which ComputeDomain each node joins and why one joins none.
+        self._verdicts: _Verdicts = {}
         for node in cluster.nodes:
+            self._verdicts[node.name] = (node.domain, node.verdict.reason)
             rows.append(
                 (
                     node.name,
@@ -248,7 +329,7 @@ class ClusterState:
         """The best placement of the request (Contract 2), not committed."""
         r = _request(request, gpus, nodes, domain)
         try:
-            return _placement(self._core.place(r.gpus, r.nodes, r.domain))
+            return _placement(self._core.place(r.gpus, r.nodes, r.domain), self._verdicts)
         except OverflowError:
             raise self._too_many(r) from None
 
@@ -267,7 +348,7 @@ class ClusterState:
             ident, raw = self._core.allocate(r.gpus, r.nodes, r.domain)
         except OverflowError:
             raise self._too_many(r) from None
-        return Allocation(ident, _placement(raw))
+        return Allocation(ident, _placement(raw, self._verdicts))
 
     def _too_many(self, r: PlacementRequest) -> InfeasibleError:
         # Past the core's 32-bit counts a request exceeds every cluster; say so plainly.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import nvtopo._core as _core
@@ -90,6 +90,8 @@ class Selection:
     bottleneck_path: str | None
     #: Available GPUs left for later requests, ascending.
     remaining: tuple[int, ...] = ()
+    #: Pairs of the set whose path the source did not give (scored as ``SYS``).
+    unknown_pairs: tuple[tuple[int, int], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """``{"gpus": [...], "bottleneck", "total", "numaKeys", "cut", "optimal", ...}``."""
@@ -103,6 +105,11 @@ class Selection:
             "cut": self.cut,
             "remaining": list(self.remaining),
             "optimal": self.optimal,
+            **(
+                {"unknownPairs": [list(p) for p in self.unknown_pairs]}
+                if self.unknown_pairs
+                else {}
+            ),
         }
 
     def explain(self) -> str:
@@ -124,7 +131,14 @@ class Selection:
         else:
             later = "no available GPU is left over"
         proof = "proven optimal" if self.optimal else "the best found within the search budget"
-        return f"{head}: {link}; spans {domains}; {later}; {proof}."
+        text = f"{head}: {link}; spans {domains}; {later}; {proof}."
+        if self.unknown_pairs:
+            pairs = ", ".join(f"{a}-{b}" for a, b in self.unknown_pairs)
+            text += (
+                f" The source gives no path for {pairs}: the answer assumes SYS for "
+                "them (read `nvidia-smi topo -m` too for the real paths)."
+            )
+        return text
 
 
 def _ids(values: Iterable[int], what: str) -> list[int] | tuple[int, ...]:
@@ -206,7 +220,17 @@ def select_gpus(
         r = core.select(k, avail, req, budget)
     except (TypeError, OverflowError):
         raise _bad_call(topology, k, {"available": avail, "required": req}, budget) from None
-    return Selection(*r)
+    selection = Selection(*r)
+    if not topology.unknown_pairs:
+        return selection
+    # The core scores a path the source did not give as SYS; say so rather than print it
+    # as a fact.
+    chosen = set(selection.gpus)
+    unknown = tuple(p for p in topology.unknown_pairs if p[0] in chosen and p[1] in chosen)
+    path = selection.bottleneck_path
+    if selection.bottleneck_pair is not None and selection.bottleneck_pair in unknown:
+        path = "?"
+    return replace(selection, bottleneck_path=path, unknown_pairs=unknown)
 
 
 def partition(topology: NodeTopology, k: int) -> tuple[tuple[int, ...], ...]:

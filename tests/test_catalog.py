@@ -275,7 +275,9 @@ def test_four_racks() -> None:
     assert len(uuids) == 4 and ZERO_CLUSTER_UUID not in uuids
     for r in range(4):
         rack = c.nodes[18 * r : 18 * (r + 1)]
-        assert len({id(n.topology) for n in rack}) == 1
+        # Trays share the rack's pairs, switches and NICs; each has GPU UUIDs of its own.
+        assert len({id(n.topology.pairs) for n in rack}) == 1
+        assert len({id(n.topology) for n in rack}) == 18
         assert {n.domain for n in rack} == {rack[0].topology.clique}
         assert c.cliques[rack[0].domain or ""] == tuple(n.name for n in rack)
 
@@ -291,12 +293,25 @@ def test_rack_uuids_derive_from_the_rack_number() -> None:
     assert not set(gb300.cliques) & set(four.cliques)
 
 
-def test_thousand_racks_share_one_topology_per_rack() -> None:
+def test_thousand_racks_share_one_core_topology_and_have_unique_gpu_uuids() -> None:
     c = cluster("gb200-nvl72x1024")
     assert len(c.nodes) == 18_432 and c.gpu_count == 73_728
-    assert len({id(n.topology) for n in c.nodes}) == 1024
+    assert len({id(n.topology.pairs) for n in c.nodes}) == 1
     assert c.nodes[-1].name == "rack1023-tray17"
     assert len({n.clique for n in c.nodes}) == 1024
+    uuids = [g.uuid for n in c.nodes for g in n.topology.gpus]
+    assert len(set(uuids)) == len(uuids) == 73_728
+    assert nvtopo.ClusterState(c).topology_count == 1
+
+
+def test_tray_gpu_uuids_are_deterministic_and_name_their_tray() -> None:
+    first, again = cluster("gb200-nvl72x2"), cluster("gb300-nvl72x2")
+    tray = first.nodes[5].topology
+    assert [g.platform.tray for g in tray.gpus if g.platform] == [5] * 4
+    assert _gb200.tray("gb200-nvl72", 0, 5).gpus == tray.gpus
+    assert not {g.uuid for n in first for g in n.topology.gpus} & {
+        g.uuid for n in again for g in n.topology.gpus
+    }
 
 
 def test_single_node_system_as_cluster() -> None:

@@ -190,12 +190,12 @@ def test_nodes_without_a_clique_are_listed_for_multi_node_jobs() -> None:
     mixed = Cluster((*rack.nodes, h100))
     p = compute_domain.plan(mixed, name="mixed", gpus=8, nodes=2)
     assert "h100-0" not in p.nodes
-    assert [(e.name, e.reasons) for e in p.excluded] == [("h100-0", ("not in an NVLink clique",))]
-    # One node needs no clique: the 8-GPU H100 node is a fine single-node domain.
-    single = compute_domain.plan(mixed, name="single", gpus=8, nodes=1)
-    assert single.nodes == ("h100-0",)
-    assert len(single.excluded) == 18
-    assert {e.reasons for e in single.excluded} == {("4 free GPUs, 8 needed",)}
+    no_fabric = ("GPUs 0-7: no multi-node NVLink fabric info",)
+    assert [(e.name, e.reasons) for e in p.excluded] == [("h100-0", no_fabric)]
+    # A ComputeDomain is an IMEX domain: a node without multi-node fabric joins none, also
+    # alone (as `imex check` says), so 8 GPUs on one node fit nowhere here.
+    with pytest.raises(InfeasibleError, match="no multi-node NVLink fabric info"):
+        compute_domain.plan(mixed, name="single", gpus=8, nodes=1)
 
 
 def test_infeasible_request_counts_the_excluded_nodes(racks: Cluster) -> None:

@@ -114,3 +114,17 @@ def test_cluster_free_gpu_not_on_node() -> None:
     }
     with pytest.raises(ParseError, match="free GPU 3 is not on the node"):
         cluster_from_json(json.dumps(doc), source="c.json")
+
+
+@pytest.mark.parametrize("name", ["dgx-h100-topo-m.txt", "pcie-8x-rtx4090-topo-m.txt"])
+def test_nic_to_nic_paths_of_a_capture_round_trip(name: str) -> None:
+    from pathlib import Path
+
+    from nvtopo.formats.smi_topo import parse_topo_matrix
+
+    text = (Path(__file__).parent / "data" / "captures" / name).read_text()
+    t = parse_topo_matrix(text)
+    assert all(len(n.nic_paths) == len(t.nics) for n in t.nics)
+    doc = json.loads(dumps(node_to_json(t)))
+    assert doc["nics"][0]["nicPaths"][0] == "X"
+    assert NodeTopology.from_json(doc) == t

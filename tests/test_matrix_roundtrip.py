@@ -41,19 +41,28 @@ def topologies(draw: st.DrawFn) -> NodeTopology:
         )
     pairs = []
     for a, b in combinations(indices, 2):
-        kind = draw(st.sampled_from(["nv", "pcie", "default"]))
-        if kind == "nv":
+        # A topo -m capture gives every pair's path (unknown paths print `?`, tested apart).
+        if draw(st.booleans()):
             pairs.append(GpuPair(a, b, nvlinks=draw(st.integers(1, 18))))
-        elif kind == "pcie":
+        else:
             pairs.append(GpuPair(a, b, pcie=draw(st.sampled_from(PCIE_CLASSES))))
+    count = draw(st.integers(0, 6))
+    between = {
+        (j, k): draw(st.sampled_from(PCIE_CLASSES)) for j, k in combinations(range(count), 2)
+    }
+
+    def nic_paths(k: int) -> tuple[str, ...]:
+        return tuple("X" if j == k else between[min(j, k), max(j, k)] for j in range(count))
+
     nics = []
-    for k in range(draw(st.integers(0, 6))):
+    for k in range(count):
         paths = tuple(draw(st.lists(st.sampled_from(PCIE_CLASSES), min_size=n, max_size=n)))
         if draw(st.booleans()):
             device = draw(st.none() | st.sampled_from([f"mlx5_{k}", f"mlx5_bond_{k}", "ibp0"]))
-            nics.append(Nic(f"NIC{k}", device=device, gpu_paths=paths))
+            nics.append(Nic(f"NIC{k}", device=device, gpu_paths=paths, nic_paths=nic_paths(k)))
         else:  # older drivers name the columns after the device
-            nics.append(Nic(f"mlx5_{k}", device=f"mlx5_{k}", gpu_paths=paths))
+            name = f"mlx5_{k}"
+            nics.append(Nic(name, device=name, gpu_paths=paths, nic_paths=nic_paths(k)))
     return NodeTopology(gpus=tuple(gpus), pairs=tuple(pairs), nics=tuple(nics))
 
 
@@ -115,26 +124,51 @@ def test_color_underlines_the_header() -> None:
     assert "\x1b" not in render_matrix(t)
 
 
-def test_unknown_affinity_prints_not_available() -> None:
+def test_unknown_affinity_prints_not_available_and_unknown_paths_a_question_mark() -> None:
     t = NodeTopology(gpus=(Gpu(0), Gpu(1, cpu_affinity="8-15", numa_affinity=(1, 3, 4, 5))))
     lines = render_matrix(t).split("\n")
-    assert lines[1] == "GPU0\t X \tSYS\tN/A\tN/A\t\tN/A"
-    assert lines[2] == "GPU1\tSYS\t X \t8-15\t1,3-5\t\tN/A"
+    assert lines[1] == "GPU0\t X \t?\tN/A\tN/A\t\tN/A"
+    assert lines[2] == "GPU1\t?\t X \t8-15\t1,3-5\t\tN/A"
 
 
-def test_nic_to_nic_cells_are_bounded_by_gpu_paths() -> None:
+def test_nic_to_nic_cells_are_the_captures() -> None:
     # Real DGX-1: mlx5_2 and mlx5_3 hang off the same host bridge (PHB), mlx5_2 and
-    # mlx5_0 sit on different sockets (SYS). The model keeps neither; the bound finds both.
+    # mlx5_0 sit on different sockets (SYS); the capture's NIC rows say so and are kept.
     t = parse_topo_matrix((CAPTURES / "dgx1-v100-topo-m.txt").read_text())
     rows = {line.split("\t")[0]: line.split("\t")[1:] for line in render_matrix(t).split("\n")}
     assert rows["mlx5_2"][8:] == [" X ", "SYS", "PHB", "SYS"]
     assert rows["mlx5_1"][8:] == ["SYS", "PHB", "SYS", " X "]
 
 
+@pytest.mark.parametrize("name", ["pcie-8x-rtx4090-topo-m.txt"])
+def test_nic_to_nic_pix_of_a_capture_is_printed_as_pix(name: str) -> None:
+    """Two ports of one card are PIX to each other; no bound through the GPUs says so."""
+    text = (CAPTURES / name).read_text()
+    t = parse_topo_matrix(text)
+    printed = parse_topo_matrix(render_matrix(t))
+    assert [n.nic_paths for n in printed.nics] == [n.nic_paths for n in t.nics]
+    cells = {c for n in t.nics for c in n.nic_paths}
+    assert "PIX" in cells
+
+
+def test_nic_to_nic_paths_the_source_lacks_print_a_question_mark() -> None:
+    t = NodeTopology(
+        gpus=(Gpu(0),),
+        nics=(Nic("NIC0", gpu_paths=("PIX",)), Nic("NIC1", gpu_paths=("PIX",))),
+    )
+    rows = {line.split("\t")[0]: line.split("\t")[1:] for line in render_matrix(t).split("\n")}
+    assert rows["NIC0"] == ["PIX", " X ", "?"]
+    assert rows["NIC1"] == ["PIX", "?", " X "]
+
+
 def test_nic_names_that_cannot_be_columns_are_numbered() -> None:
     gpus = (Gpu(0),)
     t = NodeTopology(
-        gpus=gpus, nics=(Nic("eth 0", gpu_paths=("PHB",)), Nic("GPU9", gpu_paths=("SYS",)))
+        gpus=gpus,
+        nics=(
+            Nic("eth 0", gpu_paths=("PHB",), nic_paths=("X", "SYS")),
+            Nic("GPU9", gpu_paths=("SYS",), nic_paths=("SYS", "X")),
+        ),
     )
     parsed = parse_topo_matrix(render_matrix(t))
     assert [(n.name, n.device) for n in parsed.nics] == [("NIC0", "eth 0"), ("NIC1", "GPU9")]

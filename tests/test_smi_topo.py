@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nvtopo.exceptions import ParseError
+from nvtopo.exceptions import NvtopoWarning, ParseError
 from nvtopo.formats.smi_topo import parse_topo_matrix
 from nvtopo.model import NodeTopology
 
@@ -196,11 +196,37 @@ def test_rows_cut() -> None:
     assert f"topo.txt:{err.line}: " in str(err)
 
 
-def test_nic_rows_cut() -> None:
+def test_nic_rows_cut_read_with_a_warning_naming_them() -> None:
+    """The GPU block is whole: every GPU-to-NIC path is in the GPU rows; only the NIC-to-NIC
+    paths of the cut rows are lost."""
     text = capture("dgx-h100-topo-m.txt")
+    whole = parse_topo_matrix(text)
     cut = text[: text.index("\nNIC6 ") + 1]
-    err = error(cut)
-    assert "header names 8 NICs, only 6 NIC rows follow (NIC6, NIC7 missing)" in str(err)
+    with pytest.warns(NvtopoWarning, match=r"only 6 NIC rows follow \(NIC6, NIC7 missing\)"):
+        t = parse_topo_matrix(cut, source="topo.txt")
+    assert t.pairs == whole.pairs and t.gpus == whole.gpus
+    assert [n.gpu_paths for n in t.nics] == [n.gpu_paths for n in whole.nics]
+    assert [n.nic_paths for n in t.nics[:6]] == [n.nic_paths for n in whole.nics[:6]]
+    assert t.nics[6].nic_paths == () and t.nics[7].nic_paths == ()
+    # A capture cut in the middle of a NIC row reads the same way.
+    mid = text[: text.index("\nNIC6 ") + 12]
+    with pytest.warns(NvtopoWarning, match="NIC6, NIC7 missing"):
+        assert parse_topo_matrix(mid).nics == t.nics
+
+
+def test_nic_rows_cut_warn_in_one_line_on_the_command_line(capsys, tmp_path) -> None:
+    from nvtopo.cli import main
+
+    text = capture("dgx-h100-topo-m.txt")
+    path = tmp_path / "topo.txt"
+    path.write_text(text[: text.index("\nNIC6 ") + 1])
+    assert main(["dump", "--source", f"smi-topo:{path}", "--format", "matrix"]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith("nvtopo: warning: ") and err.count("\n") == 1
+    assert "NIC6, NIC7 missing" in err and "Traceback" not in err
+    nic6 = next(line for line in out.splitlines() if line.startswith("NIC6"))
+    # NIC0's row still gives NIC0-NIC6; nothing gives NIC6-NIC7.
+    assert nic6.split("\t")[9:] == ["SYS"] * 4 + ["NODE", "NODE", " X ", "?"]
 
 
 def test_garbage_cell() -> None:

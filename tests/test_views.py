@@ -54,6 +54,15 @@ def test_numpy_matrices() -> None:
     assert (ranks == ranks.T).all()
 
 
+def test_unknown_paths_stay_unknown_in_the_views() -> None:
+    """An `nvidia-smi -q -x` report has no path matrix: its pairs are `?`, ranked below SYS."""
+    t = NodeTopology(gpus=(Gpu(0), Gpu(1), Gpu(2)), pairs=(GpuPair(0, 2, pcie="SYS"),))
+    ranks = path_class_matrix(t)
+    assert ranks[0, 1] == PATH_CLASS_RANK["?"] > ranks[0, 2] == PATH_CLASS_RANK["SYS"]
+    g = to_networkx(t)
+    assert g.edges["gpu0", "gpu1"]["path"] == "?" and g.edges["gpu0", "gpu2"]["path"] == "SYS"
+
+
 def test_islands_and_clique_rule() -> None:
     from nvtopo.model import Fabric
 

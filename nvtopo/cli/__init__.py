@@ -7,19 +7,22 @@ usage mistakes exit 2; nothing prints a traceback for them.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
 from nvtopo._core import __version__
 from nvtopo.cli.compute_domain import compute_domain
+from nvtopo.cli.doctor import doctor
 from nvtopo.cli.dump import dump
 from nvtopo.cli.export import export
 from nvtopo.cli.imex import imex
+from nvtopo.cli.launch import launch
 from nvtopo.cli.place import place
 from nvtopo.cli.publish import publish
 from nvtopo.cli.slices import claim, slices
 from nvtopo.cli.systems import systems
-from nvtopo.exceptions import NvtopoError
+from nvtopo.exceptions import NvtopoError, NvtopoWarning
 
 __all__ = ["cli", "main"]
 
@@ -38,11 +41,25 @@ cli.add_command(claim)
 cli.add_command(publish)
 cli.add_command(compute_domain)
 cli.add_command(imex)
+cli.add_command(launch)
+cli.add_command(doctor)
 cli.add_command(export)
+
+
+def _show_warning(message: Warning | str, *_args: object, **_kwargs: object) -> None:
+    click.echo(f"nvtopo: warning: {message}", err=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status (used by the ``nvtopo`` console script)."""
+    with warnings.catch_warnings():
+        # Input read with something missing is said in one line, like an error.
+        warnings.simplefilter("always", NvtopoWarning)
+        warnings.showwarning = _show_warning
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="nvtopo", standalone_mode=False)
     except NvtopoError as exc:

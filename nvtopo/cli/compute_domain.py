@@ -99,6 +99,13 @@ def compute_domain() -> None:
 
 @compute_domain.command("plan")
 @_plan_options
+@click.option(
+    "--command",
+    "command",
+    default=None,
+    help="the workload command (shell words); runs under `nvtopo launch exec` with the "
+    "launch plan mounted from a ConfigMap",
+)
 @format_option(
     ["yaml", "json", "table"],
     default="yaml",
@@ -113,6 +120,7 @@ def plan_cmd(
     domain: str,
     gpu_request: str,
     image: str | None,
+    command: str | None,
     fmt: str,
 ) -> None:
     """Place the job and print the objects that run it (nothing is created)."""
@@ -123,10 +131,42 @@ def plan_cmd(
         console().print(p.explain(), markup=False)
         return
     click.echo(p.explain(), err=True)
+    docs = p.manifests() if command is None else _launch_manifests(p, source, command)
     if fmt == "json":
-        click.echo(json.dumps(p.to_json(), indent=2))
+        doc = p.to_json()
+        doc["manifests"] = docs
+        click.echo(json.dumps(doc, indent=2))
     else:
-        click.echo(yaml.safe_dump_all(p.manifests(), sort_keys=False, width=100), nl=False)
+        click.echo(yaml.safe_dump_all(docs, sort_keys=False, width=100), nl=False)
+
+
+def _launch_manifests(p: Any, source: str, command: str) -> list[dict[str, Any]]:
+    """The plan's objects with the launch plan ConfigMap, a headless Service for the pods'
+    names, and the Job's container running ``command`` under ``nvtopo launch exec``."""
+    import shlex
+
+    from nvtopo.compute_domain.manifests import launch_config_map, launch_service, with_launch
+    from nvtopo.launch import plan_launch, plan_to_json
+
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise NvtopoError(f"--command {command!r}: {exc}") from None
+    if not words:
+        raise NvtopoError("--command is empty")
+    launch = plan_launch(
+        as_cluster(load_source(source)), p.placement, master_addr=f"{p.name}-0.{p.name}"
+    )
+    doc = plan_to_json(launch)
+    doc["nodeRankFrom"] = "index"
+    docs = p.manifests()
+    job = with_launch(docs.pop(), p.name, words)
+    return [
+        *docs,
+        launch_config_map(p.name, p.namespace, json.dumps(doc, indent=2)),
+        launch_service(p.name, p.namespace),
+        job,
+    ]
 
 
 def _kube_options(fn: Any) -> Any:

@@ -98,7 +98,7 @@ def _placement_table(cluster: Cluster, placement: Placement) -> None:
 
     count = "1 node" if len(placement.nodes) == 1 else f"{len(placement.nodes)} nodes"
     cliques = ", ".join(placement.cliques) or "no clique"
-    cd = "forms a ComputeDomain" if placement.compute_domain else "no ComputeDomain"
+    cd = placement.compute_domain_summary()
     con = console()
     con.print(
         f"{placement.gpu_count} GPUs on {count}, {len(placement.cliques)} clique(s): "
@@ -112,3 +112,6 @@ def _placement_table(cluster: Cluster, placement: Placement) -> None:
         left = len(node.free) - len(n.gpus)
         table.add_row(n.name, node.domain or "-", ",".join(map(str, n.gpus)), str(left))
     con.print(table)
+    for n in placement.nodes:
+        if n.clique_problem is not None:
+            con.print(f"node {n.name} is in no clique: {n.clique_problem}", markup=False)

@@ -23,8 +23,25 @@ SOURCE_HELP = (
 )
 
 
-#: The ``--source`` option of every subcommand that reads a topology.
-source_option = click.option("--source", "-s", default="nvml", show_default=True, help=SOURCE_HELP)
+# Several --source options name reports of one node; they reach load_source as one spec,
+# joined by a character no command-line argument can hold.
+_JOIN = "\0"
+
+
+def _join_sources(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> str:
+    return _JOIN.join(value) if value else "nvml"
+
+
+#: The ``--source`` option of every subcommand that reads a topology. Given more than once,
+#: the reports describe one node (``--source smi-topo:A --source smi-xml:B``: paths from the
+#: matrix, fabric and identity from the XML report).
+source_option = click.option(
+    "--source",
+    "-s",
+    multiple=True,
+    callback=_join_sources,
+    help=SOURCE_HELP + "; repeat to read one node from several reports  [default: nvml]",
+)
 
 
 # Byte-order marks and the encodings they announce. Captures saved on Windows carry one:
@@ -83,7 +100,20 @@ def _from_kubernetes(kubeconfig: str | None) -> Cluster:
 
 
 def load_source(spec: str) -> NodeTopology | Cluster:
-    """Read the topology that ``spec`` names (see :data:`SOURCE_HELP`)."""
+    """Read the topology that ``spec`` names (see :data:`SOURCE_HELP`); several sources
+    (from a repeated ``--source``) are reports of one node, merged."""
+    if _JOIN in spec:
+        from nvtopo.formats.merge import merge_topologies
+
+        parts = []
+        for one in spec.split(_JOIN):
+            found = load_source(one)
+            if isinstance(found, Cluster):
+                if len(found.nodes) != 1:
+                    raise NvtopoError(f"--source {one}: a cluster; repeat --source for one node")
+                found = found.nodes[0].topology
+            parts.append((one.partition(":")[2] or one, found))
+        return merge_topologies(parts)
     kind, _, arg = spec.partition(":")
     if kind == "nvml":
         from nvtopo.discovery.nvml import discover
@@ -94,13 +124,19 @@ def load_source(spec: str) -> NodeTopology | Cluster:
 
         return load_system(arg)
     if kind == "smi-topo":
+        from nvtopo.formats.captures import refuse_other_capture
         from nvtopo.formats.smi_topo import parse_topo_matrix
 
-        return parse_topo_matrix(read_text(spec, arg), source=arg if arg != "-" else "<stdin>")
+        text, where = read_text(spec, arg), arg if arg != "-" else "<stdin>"
+        refuse_other_capture(text, expected="nvidia-smi topo -m", source=where)
+        return parse_topo_matrix(text, source=where)
     if kind == "smi-xml":
+        from nvtopo.formats.captures import refuse_other_capture
         from nvtopo.formats.smi_xml import parse_smi_xml
 
-        return parse_smi_xml(read_text(spec, arg), source=arg if arg != "-" else "<stdin>")
+        text, where = read_text(spec, arg), arg if arg != "-" else "<stdin>"
+        refuse_other_capture(text, expected="nvidia-smi -q -x", source=where)
+        return parse_smi_xml(text, source=where)
     if kind == "file":
         from nvtopo.formats.jsonio import cluster_from_json, load_document, node_from_json
 

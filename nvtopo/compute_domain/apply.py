@@ -336,6 +336,11 @@ def apply(
     """
     if timeout <= 0:
         raise ComputeDomainError(f"timeout must be positive, got {timeout!r}")
+    if len(plan.parts) > 1:
+        raise ComputeDomainError(
+            f"the plan spans {len(plan.parts)} cliques, one ComputeDomain each; apply waits "
+            "on one: plan with --domain required, or apply the printed manifests"
+        )
     kube = Kube(api_client)
     clock = time.monotonic
     start = clock()

@@ -38,6 +38,7 @@ __all__ = [
     "HOSTNAME_LABEL",
     "LABEL_COMPUTE_DOMAIN",
     "LABEL_MANAGED_BY",
+    "LAUNCH_PLAN_PATH",
     "MANAGER",
     "GpuRequest",
     "channel_template_name",
@@ -46,6 +47,9 @@ __all__ = [
     "gpu_template_name",
     "job_manifest",
     "labels",
+    "launch_config_map",
+    "launch_service",
+    "with_launch",
 ]
 
 GpuRequest = Literal["dra", "device-plugin"]
@@ -187,3 +191,56 @@ def job_manifest(
             },
         },
     }
+
+
+#: Where the launch plan is mounted in each pod of a job planned with a command.
+LAUNCH_PLAN_PATH = "/etc/nvtopo/launch-plan.json"
+_LAUNCH_VOLUME = "nvtopo-launch"
+
+
+def launch_config_map(name: str, namespace: str, plan_json: str) -> dict[str, Any]:
+    """The ConfigMap ``<name>-launch`` holding the launch plan (``nvtopo launch plan -o json``)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(f"{name}-launch", namespace, name),
+        "data": {LAUNCH_PLAN_PATH.rsplit("/", 1)[1]: plan_json},
+    }
+
+
+def launch_service(name: str, namespace: str) -> dict[str, Any]:
+    """A headless Service ``<name>``: each pod of the Job gets the DNS name
+    ``<name>-<index>.<name>``, so the pod of index 0 is the rendezvous address."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(name, namespace, name),
+        "spec": {"clusterIP": "None", "selector": {LABEL_COMPUTE_DOMAIN: name}},
+    }
+
+
+def with_launch(job: dict[str, Any], name: str, command: Sequence[str]) -> dict[str, Any]:
+    """``job`` with ``nvtopo launch exec`` wrapping ``command`` and the plan mounted.
+
+    The pod learns its node name through the downward API (``NVTOPO_NODE_NAME``) so that it
+    takes that node's GPUs, NICs and clique from the plan, and its node rank from its
+    completion index; the image must have ``nvtopo`` installed.
+    """
+    spec = job["spec"]["template"]["spec"]
+    spec["subdomain"] = name
+    spec.setdefault("volumes", []).append(
+        {"name": _LAUNCH_VOLUME, "configMap": {"name": f"{name}-launch"}}
+    )
+    container = spec["containers"][0]
+    container["command"] = ["nvtopo", "launch", "exec", "--plan", LAUNCH_PLAN_PATH, "--", *command]
+    container.setdefault("env", []).append(
+        {"name": "NVTOPO_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+    )
+    container.setdefault("volumeMounts", []).append(
+        {
+            "name": _LAUNCH_VOLUME,
+            "mountPath": LAUNCH_PLAN_PATH.rsplit("/", 1)[0],
+            "readOnly": True,
+        }
+    )
+    return job

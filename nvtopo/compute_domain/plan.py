@@ -17,6 +17,7 @@ from nvtopo.compute_domain.errors import ComputeDomainError
 from nvtopo.compute_domain.manifests import (
     DEFAULT_COMMAND,
     DEFAULT_IMAGE,
+    LABEL_COMPUTE_DOMAIN,
     GpuRequest,
     compute_domain_manifest,
     gpu_claim_template,
@@ -27,7 +28,7 @@ from nvtopo.imex.domain import ExcludedNode, place_domain, summarize_excluded
 from nvtopo.model.cluster import Cluster
 from nvtopo.place import Domain, Placement, PlacementRequest
 
-__all__ = ["MAX_NAME_LENGTH", "ComputeDomainPlan", "plan"]
+__all__ = ["MAX_NAME_LENGTH", "ComputeDomainPart", "ComputeDomainPlan", "plan"]
 
 #: Longest ComputeDomain name: the Job's pods are named ``<name>-<index>-<suffix>`` and
 #: their host names ``<name>-<index>`` must stay DNS labels (63 characters).
@@ -42,6 +43,15 @@ def _check_label(value: str, what: str, limit: int) -> None:
             f"{what} {value!r} must be a DNS label: at most {limit} lower-case letters, "
             "digits and '-', starting and ending with a letter or digit"
         )
+
+
+@dataclass(frozen=True)
+class ComputeDomainPart:
+    """One ComputeDomain of a plan: the nodes of one clique, with its own Job."""
+
+    name: str
+    nodes: tuple[str, ...]
+    cliques: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -77,23 +87,51 @@ class ComputeDomainPlan:
         """GPUs each pod takes (the placement is even)."""
         return len(self.placement.nodes[0].gpus)
 
+    @property
+    def parts(self) -> tuple[ComputeDomainPart, ...]:
+        """One ComputeDomain per clique the placement touches (one part, named ``name``,
+        when the job lies in one clique)."""
+        groups = self.placement.compute_domains
+        if len(groups) <= 1:
+            return (ComputeDomainPart(self.name, self.nodes, self.cliques),)
+        return tuple(
+            ComputeDomainPart(f"{self.name}-{i}", g.nodes, (g.clique,))
+            for i, g in enumerate(groups)
+        )
+
     def compute_domain(self) -> dict[str, Any]:
-        """The ``ComputeDomain`` manifest."""
-        return compute_domain_manifest(self.name, self.namespace, self.nodes, self.cliques)
+        """The ``ComputeDomain`` manifest (the first one where the job spans cliques)."""
+        return self.compute_domains()[0]
+
+    def compute_domains(self) -> list[dict[str, Any]]:
+        """One ``ComputeDomain`` manifest per clique."""
+        return [self._owned(self._domain(part)) for part in self.parts]
+
+    def _domain(self, part: ComputeDomainPart) -> dict[str, Any]:
+        return compute_domain_manifest(part.name, self.namespace, part.nodes, part.cliques)
+
+    def _owned(self, doc: dict[str, Any]) -> dict[str, Any]:
+        # Every object of the plan carries the plan's name, so that one delete finds them
+        # all, also those of a second clique's ComputeDomain.
+        doc["metadata"]["labels"][LABEL_COMPUTE_DOMAIN] = self.name
+        return doc
 
     def claim_template(self) -> dict[str, Any] | None:
         """The GPU ResourceClaimTemplate (DRA), or None with the device plugin."""
         if self.gpu_request != "dra":
             return None
-        return gpu_claim_template(self.name, self.namespace, self.gpus_per_node)
+        return gpu_claim_template(self.parts[0].name, self.namespace, self.gpus_per_node)
 
     def workload(self) -> dict[str, Any]:
-        """The ``batch/v1`` Job, one indexed pod per chosen node."""
+        """The ``batch/v1`` Job, one indexed pod per chosen node (the first clique's)."""
+        return self._owned(self._job(self.parts[0]))
+
+    def _job(self, part: ComputeDomainPart) -> dict[str, Any]:
         return job_manifest(
-            self.name,
+            part.name,
             self.namespace,
-            nodes=self.nodes,
-            cliques=self.cliques,
+            nodes=part.nodes,
+            cliques=part.cliques,
             gpus_per_node=self.gpus_per_node,
             gpu_request=self.gpu_request,
             image=self.image,
@@ -101,12 +139,15 @@ class ComputeDomainPlan:
         )
 
     def manifests(self) -> list[dict[str, Any]]:
-        """Every object, in the order to create them."""
-        template = self.claim_template()
-        docs = [self.compute_domain()]
-        if template is not None:
-            docs.append(template)
-        docs.append(self.workload())
+        """Every object, in the order to create them: per clique its ComputeDomain, GPU
+        claim template and Job."""
+        docs: list[dict[str, Any]] = []
+        for part in self.parts:
+            docs.append(self._owned(self._domain(part)))
+            if self.gpu_request == "dra":
+                template = gpu_claim_template(part.name, self.namespace, self.gpus_per_node)
+                docs.append(self._owned(template))
+            docs.append(self._owned(self._job(part)))
         return docs
 
     def to_json(self) -> dict[str, Any]:
@@ -128,15 +169,21 @@ class ComputeDomainPlan:
     def explain(self) -> str:
         """What goes where and why some nodes were left out, for a person to read."""
         count = len(self.nodes)
+        parts = self.parts
         where = (
             f"in clique {self.cliques[0]}"
             if len(self.cliques) == 1
-            else f"across cliques {', '.join(self.cliques)}"
+            else f"across cliques {', '.join(self.cliques)}, one ComputeDomain per clique ("
+            + "; ".join(
+                f"{p.name}: {len(p.nodes)} node{'s' if len(p.nodes) != 1 else ''}" for p in parts
+            )
+            + ")"
             if self.cliques
             else "outside any clique"
         )
         gpus = (
-            f"through DRA (ResourceClaimTemplate {gpu_template_name(self.name)})"
+            f"through DRA (ResourceClaimTemplate "
+            f"{', '.join(gpu_template_name(p.name) for p in parts)})"
             if self.gpu_request == "dra"
             else "as nvidia.com/gpu limits (device plugin)"
         )
@@ -158,6 +205,9 @@ class ComputeDomainPlan:
                 lines.append(f"  ... and {len(self.excluded) - len(shown)} more")
         kinds = ", ".join(f"{m['kind']} {m['metadata']['name']}" for m in self.manifests())
         lines.append(f"Objects: {kinds}; one pod per node, pinned to these nodes and the clique")
+        for node in self.placement.nodes:
+            if node.clique_problem is not None:
+                lines.append(f"Node {node.name} is in no clique: {node.clique_problem}")
         return "\n".join(lines)
 
 
@@ -216,6 +266,12 @@ def plan(
     if not isinstance(image, str) or not image.strip() or any(c.isspace() for c in image):
         raise ComputeDomainError(f"image {image!r} is not a container image reference")
     placed = place_domain(cluster, gpus=gpus, nodes=nodes, domain=domain, even=True)
+    spans = len(placed.placement.compute_domains)
+    if spans > 1 and len(name) + len(f"-{spans - 1}") > MAX_NAME_LENGTH:
+        raise ComputeDomainError(
+            f"name {name!r} is too long for a job over {spans} cliques: each clique's "
+            f"ComputeDomain is named <name>-<i>, at most {MAX_NAME_LENGTH} characters"
+        )
     return ComputeDomainPlan(
         name=name,
         namespace=namespace,

@@ -30,6 +30,7 @@ from nvtopo.dra.attributes import DEFAULT_SET_SIZES, gpu_devices, partition_grou
 from nvtopo.dra.limits import (
     MAX_DEVICES_PER_SLICE,
     DraLimitError,
+    check_attribute_value,
     check_device,
     check_dns_subdomain,
     check_driver_name,
@@ -172,15 +173,18 @@ def resource_slices(
     return slices
 
 
-def _fresh(devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _fresh(devices: list[dict[str, Any]], uuids: list[str] | None = None) -> list[dict[str, Any]]:
     # Each manifest gets its own dicts (callers may edit one node's slice; YAML output must not
-    # turn shared objects into anchors), built straight from the checked template.
+    # turn shared objects into anchors), built straight from the checked template; ``uuids``
+    # are the node's own GPU UUIDs where the template is a sibling node's.
     out = []
-    for d in devices:
+    for i, d in enumerate(devices):
         dev: dict[str, Any] = {
             "name": d["name"],
             "attributes": {k: dict(v) for k, v in d["attributes"].items()},
         }
+        if uuids is not None:
+            dev["attributes"]["uuid"] = {"string": uuids[i]}
         if "capacity" in d:
             dev["capacity"] = {k: dict(v) for k, v in d["capacity"].items()}
         out.append(dev)
@@ -229,9 +233,29 @@ def cluster_resource_slices(
     with _gc_paused():
         for n in cluster.nodes:
             check_dns_subdomain(n.name, what="node name", where=f"node {n.name!r}")
-            devices = _fresh(templates.devices(n))
+            devices = _fresh(*templates.devices(n))
             out.extend(_pool_slices(n.name, driver, generation, devices, max_devices_per_slice))
     return out
+
+
+_MASK = {"uuid": None, "platform": None}
+
+
+def _siblings(a: NodeTopology, b: NodeTopology) -> bool:
+    """Whether ``a`` and ``b`` give the same devices but for GPU UUIDs: every field equal but
+    the GPUs' UUIDs and rack positions (which no attribute but ``uuid`` reads). The trays of
+    a catalog rack share their records, so the comparison mostly meets identical objects."""
+    if a.pairs is not b.pairs and a.pairs != b.pairs:
+        return False
+    if (a.driver_version, a.cuda_version, len(a.gpus)) != (
+        b.driver_version,
+        b.cuda_version,
+        len(b.gpus),
+    ):
+        return False
+    return all(
+        {**vars(g), **_MASK} == {**vars(h), **_MASK} for g, h in zip(a.gpus, b.gpus, strict=True)
+    )
 
 
 class _Templates:
@@ -240,16 +264,29 @@ class _Templates:
     def __init__(self, sizes: tuple[int, ...]) -> None:
         self.sizes = sizes
         self.by_key: dict[tuple[int, str | None], list[dict[str, Any]]] = {}
+        # Per clique, the last node whose list was built: the next may be its sibling.
+        self.recent: dict[str | None, tuple[NodeTopology, list[dict[str, Any]]]] = {}
         self.groups: dict[int, dict[int, tuple[tuple[int, ...], ...]]] = {}
         # Holding every topology keeps the id() keys above from being reused.
         self.alive: list[NodeTopology] = []
 
-    def devices(self, node: ClusterNode) -> list[dict[str, Any]]:
+    def devices(self, node: ClusterNode) -> tuple[list[dict[str, Any]], list[str] | None]:
+        """The checked device list of ``node`` and, where it is a sibling's, its own UUIDs."""
         topo, clique = node.topology, node.domain
         key = (id(topo), clique)
         found = self.by_key.get(key)
         if found is not None:
-            return found
+            return found, None
+        # A node that differs from the last one built only in its GPUs' UUIDs (the trays of
+        # a catalog rack) shares its checked list; each gets its own UUIDs, checked alone.
+        recent = self.recent.get(clique)
+        if recent is not None and _siblings(recent[0], topo):
+            uuids: list[str] = []
+            for i, g in enumerate(topo.gpus):
+                if g.uuid is None or len(g.uuid) > 64:
+                    check_attribute_value({"string": g.uuid}, where=f"node {node.name}, GPU {i}")
+                uuids.append(g.uuid or "")
+            return recent[1], uuids
         if id(topo) not in self.groups:
             self.groups[id(topo)] = partition_groups(topo, self.sizes)
             self.alive.append(topo)
@@ -261,4 +298,6 @@ class _Templates:
                 raise DraLimitError(f"node {node.name!r}: device name {d['name']!r} appears twice")
             seen.add(d["name"])
         self.by_key[key] = devices
-        return devices
+        if all(g.uuid is not None for g in topo.gpus):
+            self.recent[clique] = (topo, devices)
+        return devices, None

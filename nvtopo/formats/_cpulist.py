@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["compress_cpulist", "expand_cpulist", "is_cpulist"]
+__all__ = ["compress_cpulist", "cpulist_problem", "expand_cpulist", "is_cpulist"]
 
 _CPULIST_RE = re.compile(r"^\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*$")
 
@@ -32,6 +32,26 @@ def is_cpulist(text: str) -> bool:
         if hi and int(hi) < int(lo):
             return False
     return True
+
+
+def cpulist_problem(text: str, highest: int) -> str | None:
+    """What is wrong with cpulist ``text`` (None: nothing), without expanding it.
+
+    Examples
+    --------
+    >>> cpulist_problem("0-71", 65535) is None
+    True
+    >>> cpulist_problem("99999999999-1", 65535)
+    "'99999999999-1' is not a list like 0,3-9,11 with ascending ranges"
+    >>> cpulist_problem("0-99999", 65535)
+    "CPU 99999 in '0-99999' is out of range (at most 65535)"
+    """
+    if not is_cpulist(text):
+        return f"{text!r} is not a list like 0,3-9,11 with ascending ranges"
+    last = max(int(part.rpartition("-")[2]) for part in text.split(","))
+    if last > highest:
+        return f"CPU {last} in {text!r} is out of range (at most {highest})"
+    return None
 
 
 def expand_cpulist(text: str) -> tuple[int, ...]:

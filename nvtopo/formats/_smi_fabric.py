@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 
 from nvtopo.model import ZERO_CLUSTER_UUID, Fabric, FabricHealth, FabricState
+from nvtopo.model.limits import LIMITS
 
 __all__ = ["read_fabric"]
 
@@ -117,6 +118,11 @@ def read_fabric(field: FieldReader) -> Fabric:
         if not clique_text.isdigit():
             raise ValueError(f"fabric <cliqueId> is {clique_text!r}, not a number", line)
         clique_id = int(clique_text)
+        highest = LIMITS["cliqueId"].maximum
+        if clique_id > highest:
+            # NVML's clique id is an unsigned int; a larger one would be written to JSON that
+            # the schema (and so `file:`) refuses.
+            raise ValueError(f"fabric <cliqueId> is {clique_id}, more than {highest}", line)
     cluster_text, line = field("clusterUuid")
     cluster_uuid = ZERO_CLUSTER_UUID
     if cluster_text is not None:

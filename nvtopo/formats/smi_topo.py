@@ -26,12 +26,14 @@ Examples
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from itertools import combinations
 
-from nvtopo.exceptions import ParseError, TopologyError
-from nvtopo.formats._cpulist import expand_cpulist, is_cpulist
+from nvtopo.exceptions import NvtopoWarning, ParseError, TopologyError
+from nvtopo.formats._cpulist import cpulist_problem, expand_cpulist, is_cpulist
 from nvtopo.model import Gpu, GpuPair, Nic, NodeTopology, PcieClass, parse_path_class
+from nvtopo.model.limits import LIMITS, MAX_GPUS, MAX_INPUT_BYTES, MAX_NICS
 
 __all__ = ["AFFINITY_COLUMNS", "parse_topo_matrix"]
 
@@ -127,9 +129,16 @@ def _read_header(raw: list[_Token], line: int, source: str) -> _Header | None:
     return _Header(line, tuple(devices), tuple(affinity))
 
 
+# A line that starts like a matrix row ("GPU3   NV18 ...") or a NIC row is no header; seen
+# without tokenizing it, so that finding the header costs little even in a huge capture.
+_ROW_START_RE = re.compile(rf"^\s*(?:\x1b\[[0-9;]*m)*\S+\s+(?:{_CELL})(?:\s|$)")
+
+
 def _find_header(lines: list[str], source: str) -> _Header:
     found: list[_Header] = []
     for number, text in enumerate(lines, start=1):
+        if "GPU" not in text[:40] or _ROW_START_RE.match(text):
+            continue
         header = _read_header(_tokens(text), number, source)
         if header is not None:
             found.append(header)
@@ -206,7 +215,12 @@ def _read_rows(lines: list[str], header: _Header, source: str) -> tuple[dict[str
                 source=source,
                 line=number,
             )
-        rows[label] = _read_row(toks, header, number, source)
+        try:
+            rows[label] = _read_row(toks, header, number, source)
+        except ParseError:
+            if _GPU_RE.match(label) or any(text.strip() for text in lines[number:]):
+                raise
+            break  # the capture ends inside a NIC row: that row is cut, like those after it
         last = number
     return rows, last
 
@@ -237,17 +251,43 @@ def _describe_missing(names: list[str], missing: list[str]) -> str:
 
 
 def _check_rows(header: _Header, gpus: list[str], rows: dict[str, _Row], source: str) -> None:
+    """Refuse a capture cut inside the GPU block; warn about one cut inside the NIC rows.
+
+    The GPU rows carry every GPU-to-NIC path, so a capture whose NIC rows are cut still
+    gives the whole GPU block and each NIC's place; only NIC-to-NIC paths of the missing
+    rows are lost (printed ``?``).
+    """
     nics = [d for d in header.devices if d not in gpus]
     last = max([r.line for r in rows.values()], default=header.line)
     for kind, names in (("GPU", gpus), ("NIC", nics)):
         missing = [d for d in names if d not in rows]
         if missing:
             plural = "s" if len(names) != 1 else ""
-            raise ParseError(
+            what = (
                 f"header names {len(names)} {kind}{plural}, only {len(names) - len(missing)} "
-                f"{kind} rows follow ({_describe_missing(names, missing)} missing)",
+                f"{kind} rows follow ({_describe_missing(names, missing)} missing)"
+            )
+            if kind == "GPU":
+                raise ParseError(what, source=source, line=last)
+            warnings.warn(
+                f"{source}:{last}: {what}; their NIC-to-NIC paths are unknown",
+                NvtopoWarning,
+                stacklevel=4,
+            )
+
+
+def _check_size(header: _Header, source: str) -> None:
+    """Refuse an impossible matrix at its header, before work that grows with its square."""
+    gpus = sum(1 for d in header.devices if _GPU_RE.match(d))
+    for what, count, most in (
+        ("GPU", gpus, MAX_GPUS),
+        ("NIC", len(header.devices) - gpus, MAX_NICS),
+    ):
+        if count > most:
+            raise ParseError(
+                f"header names {count} {what}s; a node has at most {most}",
                 source=source,
-                line=last,
+                line=header.line,
             )
 
 
@@ -268,6 +308,13 @@ def _gpu_columns(header: _Header, source: str) -> list[str]:
                 )
             gpus.append(name)
     indices = [int(g[3:]) for g in gpus]
+    highest = LIMITS["index"].maximum
+    if any(i > highest for i in indices):
+        raise ParseError(
+            f"GPU column GPU{max(indices)}: GPU indices go up to {highest}",
+            source=source,
+            line=header.line,
+        )
     if indices != sorted(set(indices)):
         raise ParseError(
             f"GPU columns must be unique and ascending, got {' '.join(gpus)}",
@@ -280,7 +327,9 @@ def _gpu_columns(header: _Header, source: str) -> list[str]:
 def _check_matrix(header: _Header, gpus: list[str], rows: dict[str, _Row], source: str) -> None:
     devices = header.devices
     for i, a in enumerate(devices):
-        row = rows[a]
+        row = rows.get(a)
+        if row is None:
+            continue  # a NIC row cut from the capture (warned about)
         for j, b in enumerate(devices):
             cell = row.cells[j]
             if (cell == "X") != (i == j):
@@ -293,7 +342,7 @@ def _check_matrix(header: _Header, gpus: list[str], rows: dict[str, _Row], sourc
                     source=source,
                     line=row.line,
                 )
-            if j < i and _same(cell) != _same(rows[b].cells[i]):
+            if j < i and b in rows and _same(cell) != _same(rows[b].cells[i]):
                 raise ParseError(
                     f"matrix is not symmetric: row {a}, column {b} says {cell}, "
                     f"row {b}, column {a} (line {rows[b].line}) says {rows[b].cells[i]}",
@@ -340,11 +389,12 @@ def _read_gpu(row: _Row, header: _Header, source: str) -> Gpu:
     cpu = cells.get("CPU Affinity", "")
     if cpu in _NOT_AVAILABLE:
         cpu_affinity = None
-    elif is_cpulist(cpu):
+    elif cpulist_problem(cpu, LIMITS["cpu"].maximum) is None:
         cpu_affinity = cpu
     else:
         raise ParseError(
-            f"CPU Affinity of {row.label} is {cpu!r}, not a CPU list like 0-55,112-167",
+            f"CPU Affinity of {row.label} is {cpu!r}, not a CPU list like 0-55,112-167 "
+            f"(CPU ids up to {LIMITS['cpu'].maximum})",
             source=source,
             line=row.line,
         )
@@ -358,9 +408,10 @@ def _read_gpu(row: _Row, header: _Header, source: str) -> Gpu:
                 f"NUMA Affinity of {row.label}: {exc}", source=source, line=row.line
             ) from None
     gpu_numa = cells.get("GPU NUMA ID", "")
-    if gpu_numa not in _NOT_AVAILABLE and not gpu_numa.isdigit():
+    highest = LIMITS["gpuNumaId"].maximum
+    if gpu_numa not in _NOT_AVAILABLE and not (gpu_numa.isdigit() and int(gpu_numa) <= highest):
         raise ParseError(
-            f"GPU NUMA ID of {row.label} is {gpu_numa!r}, not a number or N/A",
+            f"GPU NUMA ID of {row.label} is {gpu_numa!r}, not a number up to {highest} or N/A",
             source=source,
             line=row.line,
         )
@@ -371,6 +422,11 @@ def _read_gpu(row: _Row, header: _Header, source: str) -> Gpu:
         numa_node=numa_affinity[0] if len(numa_affinity) == 1 else None,
         gpu_numa_id=None if gpu_numa in _NOT_AVAILABLE else int(gpu_numa),
     )
+
+
+def _nic_cell(cell: str) -> str:
+    """A NIC-to-NIC cell as the model keeps it (``X`` on the diagonal, ``SOC`` as ``SYS``)."""
+    return "X" if cell == "X" else _same(cell)
 
 
 def _read_legend(lines: list[str], start: int, nics: list[str], source: str) -> dict[str, str]:
@@ -433,14 +489,17 @@ def parse_topo_matrix(text: str, *, source: str = "<text>") -> NodeTopology:
         The text holds no matrix, or the matrix is cut, ragged, asymmetric or has cells
         that are not path classes or affinity lists; the message names the line.
     """
+    if len(text) > MAX_INPUT_BYTES:
+        raise ParseError(f"{len(text)} characters; at most {MAX_INPUT_BYTES}", source=source)
     lines = [line.rstrip("\r") for line in text.split("\n")]
     header = _find_header(lines, source)
+    _check_size(header, source)
     gpus = _gpu_columns(header, source)
     rows, last = _read_rows(lines, header, source)
     _check_rows(header, gpus, rows, source)
     _check_matrix(header, gpus, rows, source)
     for label in header.devices:
-        if label not in gpus and rows[label].extra:
+        if label not in gpus and label in rows and rows[label].extra:
             row = rows[label]
             raise ParseError(
                 f"NIC row {label} has {len(row.extra)} cells after the device columns "
@@ -462,11 +521,25 @@ def parse_topo_matrix(text: str, *, source: str = "<text>") -> NodeTopology:
     for name in nic_names:
         paths: list[PcieClass] = []
         for g in gpus:
-            pcie, _ = parse_path_class(rows[name].cells[position[g]])
-            assert pcie is not None  # _check_matrix refused NV cells in NIC rows
+            # The GPU rows hold every GPU-to-NIC path, also for a NIC whose own row is cut.
+            pcie, _ = parse_path_class(rows[g].cells[position[name]])
+            assert pcie is not None  # _check_matrix refused NV cells between GPU and NIC
             paths.append(pcie)
+        nic_row = rows.get(name)
+        nic_paths = (
+            ()
+            if nic_row is None
+            else tuple(_nic_cell(nic_row.cells[position[n]]) for n in nic_names)
+        )
         default = None if _NIC_NUMBERED_RE.match(name) else name
-        nics.append(Nic(name=name, device=legend.get(name, default), gpu_paths=tuple(paths)))
+        nics.append(
+            Nic(
+                name=name,
+                device=legend.get(name, default),
+                gpu_paths=tuple(paths),
+                nic_paths=nic_paths,
+            )
+        )
     return NodeTopology(
         gpus=tuple(_read_gpu(rows[g], header, source) for g in gpus),
         pairs=tuple(pairs),

@@ -33,9 +33,10 @@ import re
 import xml.etree.ElementTree as ET
 from xml.parsers import expat
 
-from nvtopo.exceptions import ParseError
+from nvtopo.exceptions import ParseError, TopologyError
 from nvtopo.formats._smi_fabric import read_fabric
 from nvtopo.model import Fabric, Gpu, NodeTopology, Platform
+from nvtopo.model.limits import LIMITS, MAX_GPUS, MAX_INPUT_BYTES
 
 __all__ = ["parse_smi_xml"]
 
@@ -90,16 +91,24 @@ class _Document:
         value = " ".join((element.text or "").split())
         return None if value in _ABSENT else value
 
-    def integer(self, parent: ET.Element, path: str) -> int | None:
+    def integer(self, parent: ET.Element, path: str, limit: str) -> int | None:
+        """The number at ``path``, inside :data:`nvtopo.model.limits.LIMITS` ``[limit]``."""
         value = self.text(parent, path)
         if value is None:
             return None
+        element = parent.find(path)
+        assert element is not None
         try:
-            return int(value, 0)
+            number = int(value, 0)
         except ValueError:
-            element = parent.find(path)
-            assert element is not None
             raise self.error(f"<{path}> is {value!r}, not a number", element) from None
+        bound = LIMITS[limit]
+        if not bound.minimum <= number <= bound.maximum:
+            raise self.error(
+                f"<{path}> is {number}, out of range ({bound.minimum} to {bound.maximum})",
+                element,
+            )
+        return number
 
 
 def _memory(doc: _Document, gpu: ET.Element) -> int | None:
@@ -111,7 +120,15 @@ def _memory(doc: _Document, gpu: ET.Element) -> int | None:
         element = gpu.find("fb_memory_usage/total")
         assert element is not None
         raise doc.error(f"<fb_memory_usage><total> is {value!r}, not '<n> MiB'", element)
-    return int(match.group(1))
+    mib = int(match.group(1))
+    if mib > LIMITS["memoryMiB"].maximum:
+        element = gpu.find("fb_memory_usage/total")
+        assert element is not None
+        raise doc.error(
+            f"<fb_memory_usage><total> is {mib} MiB, more than {LIMITS['memoryMiB'].maximum}",
+            element,
+        )
+    return mib
 
 
 def _mig_mode(doc: _Document, gpu: ET.Element) -> bool | None:
@@ -131,10 +148,10 @@ def _platform(doc: _Document, gpu: ET.Element) -> Platform | None:
         return None
     platform = Platform(
         chassis_serial=doc.text(info, "chassis_serial_number"),
-        slot=doc.integer(info, "slot_number"),
-        tray=doc.integer(info, "tray_index"),
-        host_id=doc.integer(info, "host_id"),
-        module_id=doc.integer(info, "module_id"),
+        slot=doc.integer(info, "slot_number", "slot"),
+        tray=doc.integer(info, "tray_index", "tray"),
+        host_id=doc.integer(info, "host_id", "hostId"),
+        module_id=doc.integer(info, "module_id", "moduleId"),
     )
     return None if platform == Platform() else platform
 
@@ -167,7 +184,7 @@ def _gpu(doc: _Document, gpu: ET.Element, index: int) -> Gpu:
         memory_mib=_memory(doc, gpu),
         pci_bus_id=doc.text(gpu, "pci/pci_bus_id") or gpu.get("id"),
         mig_mode=_mig_mode(doc, gpu),
-        minor=doc.integer(gpu, "minor_number"),
+        minor=doc.integer(gpu, "minor_number", "minor"),
         fabric=_fabric(doc, gpu),
         platform=_platform(doc, gpu),
     )
@@ -198,6 +215,8 @@ def parse_smi_xml(text: str, *, source: str = "<text>") -> NodeTopology:
         The text is not well-formed XML, not an ``nvidia-smi`` report, or holds values
         that cannot be read (memory, MIG mode, fabric state); the message names the line.
     """
+    if len(text) > MAX_INPUT_BYTES:
+        raise ParseError(f"{len(text)} characters; at most {MAX_INPUT_BYTES}", source=source)
     doc = _Document(text, source)
     root = doc.root
     if root.tag != "nvidia_smi_log":
@@ -209,8 +228,22 @@ def parse_smi_xml(text: str, *, source: str = "<text>") -> NodeTopology:
     elements = root.findall("gpu")
     if not elements:
         raise doc.error("the report lists no <gpu> elements", root)
-    return NodeTopology(
-        gpus=tuple(_gpu(doc, gpu, k) for k, gpu in enumerate(elements)),
-        driver_version=doc.text(root, "driver_version"),
-        cuda_version=doc.text(root, "cuda_version"),
-    )
+    if len(elements) > MAX_GPUS:
+        raise doc.error(f"the report lists {len(elements)} GPUs; at most {MAX_GPUS}", root)
+    attached = root.find("attached_gpus")
+    if attached is not None:
+        count = doc.integer(root, "attached_gpus", "index")
+        if count is not None and count != len(elements):
+            raise doc.error(
+                f"<attached_gpus> says {count}, the report has {len(elements)} <gpu> elements",
+                attached,
+            )
+    gpus = tuple(_gpu(doc, gpu, k) for k, gpu in enumerate(elements))
+    try:
+        return NodeTopology(
+            gpus=gpus,
+            driver_version=doc.text(root, "driver_version"),
+            cuda_version=doc.text(root, "cuda_version"),
+        )
+    except TopologyError as exc:
+        raise ParseError(str(exc), source=source) from None

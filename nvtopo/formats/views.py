@@ -12,11 +12,13 @@ if TYPE_CHECKING:
 
 __all__ = ["PATH_CLASS_RANK", "bandwidth_matrix", "path_class_matrix", "to_networkx"]
 
-#: Rank of each path class in :func:`path_class_matrix`: 0 self, 1 NVLink, then PCIe best first.
+#: Rank of each path class in :func:`path_class_matrix`: 0 self, 1 NVLink, then PCIe best
+#: first, then ``?`` for a path the source did not give (worse than any known one).
 PATH_CLASS_RANK: dict[str, int] = {
     "X": 0,
     "NV": 1,
     **{c: i + 2 for i, c in enumerate(PCIE_CLASSES)},
+    "?": len(PCIE_CLASSES) + 2,
 }
 
 
@@ -83,6 +85,6 @@ def path_class_matrix(topology: NodeTopology) -> np.ndarray:
     pos = {g: i for i, g in enumerate(idx)}
     m = np.zeros((len(idx), len(idx)), dtype=np.int64)
     for p in topology.iter_pairs():
-        rank = PATH_CLASS_RANK["NV"] if p.nvlinks else PATH_CLASS_RANK[p.pcie or "SYS"]
+        rank = PATH_CLASS_RANK["NV"] if p.nvlinks else PATH_CLASS_RANK[p.pcie or "?"]
         m[pos[p.a], pos[p.b]] = m[pos[p.b], pos[p.a]] = rank
     return m

@@ -1,8 +1,8 @@
 """Placing a multi-node NVLink job inside one IMEX domain, after health gating.
 
 :func:`place_domain` is Contract 2 (:func:`nvtopo.place`) on the cluster as the health rule
-leaves it: a node whose fabric is not ready for multi-node NVLink (see
-:func:`nvtopo.model.health.fabric_problems`) offers no free GPUs, and so cannot be chosen.
+leaves it: a node in no clique (no multi-node fabric, fabric not ready, GPUs that disagree;
+see :func:`clique_reasons`) offers no free GPUs, and so cannot be chosen.
 Every node that cannot take part is listed in ``excluded`` with its reasons: fabric or
 NVLink trouble, a ComputeDomain already on it, too few free GPUs.
 
@@ -24,9 +24,17 @@ from nvtopo.model.cluster import Cluster, ClusterNode
 from nvtopo.model.health import fabric_problems
 from nvtopo.place import Domain, Placement, PlacementRequest, place
 
-__all__ = ["DomainPlacement", "ExcludedNode", "place_domain", "summarize_excluded"]
+__all__ = [
+    "DomainPlacement",
+    "ExcludedNode",
+    "clique_reasons",
+    "place_domain",
+    "summarize_excluded",
+]
 
 IN_COMPUTE_DOMAIN = "already in a ComputeDomain"
+#: Up to this many excluded nodes are named one by one in a summary; more are counted.
+_NAMED = 2
 NO_CLIQUE = "not in an NVLink clique"
 
 
@@ -67,15 +75,20 @@ def _reason_kind(reason: str) -> str:
 
 
 def summarize_excluded(excluded: Iterable[ExcludedNode]) -> str:
-    """``5 nodes excluded (3 fabric state In Progress, 2 already in a ComputeDomain)``."""
+    """``5 nodes excluded (3 fabric state In Progress, 2 already in a ComputeDomain)``; up to
+    two nodes are named with their reasons (``1 node excluded (tray3: no free GPUs)``)."""
     nodes = list(excluded)
     if not nodes:
         return "no node excluded"
+    noun = "node" if len(nodes) == 1 else "nodes"
+    if len(nodes) <= _NAMED:
+        # Few enough to say per node what keeps it out.
+        each = "; ".join(f"{n.name}: {', '.join(n.reasons)}" for n in nodes)
+        return f"{len(nodes)} {noun} excluded ({each})"
     kinds: Counter[str] = Counter()
     for node in nodes:
         kinds.update({_reason_kind(r) for r in node.reasons})
     parts = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
-    noun = "node" if len(nodes) == 1 else "nodes"
     return f"{len(nodes)} {noun} excluded ({parts})"
 
 
@@ -88,12 +101,29 @@ def _free_reason(node: ClusterNode, share: int | None) -> str | None:
     return None
 
 
+def clique_reasons(node: ClusterNode) -> list[str]:
+    """Why ``node`` cannot join a multi-node NVLink (IMEX) domain; empty when it can.
+
+    The model's rule (:attr:`ClusterNode.verdict`, :func:`fabric_problems`): fabric or NVLink
+    trouble, GPUs that disagree on the clique, a declared clique the GPUs contradict, or no
+    multi-node fabric at all (a DGX H100), in the words of ``nvtopo imex check``.
+    """
+    problems = list(fabric_problems(node.topology, require_fabric=False))
+    if node.domain is None:
+        reason = node.verdict.reason
+        if reason is not None and not any(reason in p for p in problems):
+            problems.append(reason)
+        if not problems:
+            problems.extend(fabric_problems(node.topology) or (NO_CLIQUE,))
+    return problems
+
+
 def _gate(cluster: Cluster, share: int | None) -> tuple[Cluster, dict[str, list[str]]]:
-    """The cluster with unhealthy nodes made busy, and each excluded node's reasons."""
+    """The cluster with nodes that cannot join made busy, and each excluded node's reasons."""
     reasons: dict[str, list[str]] = {}
     nodes: list[ClusterNode] = []
     for node in cluster.nodes:
-        problems = list(fabric_problems(node.topology, require_fabric=False))
+        problems = clique_reasons(node)
         gated = bool(problems)
         if node.in_compute_domain:
             problems.append(IN_COMPUTE_DOMAIN)
@@ -118,6 +148,12 @@ def _place(cluster: Cluster, request: PlacementRequest, why: dict[str, list[str]
         found = place(cluster, request)
     except InfeasibleError as exc:
         excluded = [ExcludedNode(n, tuple(r)) for n, r in why.items()]
+        if len(cluster.nodes) == 1 and excluded:
+            # One node: say why it cannot take part, as `nvtopo imex check` would.
+            node = excluded[0]
+            raise InfeasibleError(
+                f"node {node.name} cannot join a multi-node NVLink job: {'; '.join(node.reasons)}"
+            ) from None
         raise InfeasibleError(f"{exc}; {summarize_excluded(excluded)}") from None
     busy = {n.name for n in cluster.nodes if n.in_compute_domain}
     if any(n.name in busy for n in found.nodes):
@@ -178,11 +214,6 @@ def place_domain(
         request = PlacementRequest(gpus, count, domain)
         gated, why = _gate(cluster, request.gpus_per_node)
         found = _place(gated, request, why)
-    if len(found.nodes) > 1 and domain == "required":
-        # A multi-node job in one clique cannot use a node that has none.
-        for node in cluster.nodes:
-            if node.domain is None and node.name not in why:
-                why[node.name] = [NO_CLIQUE]
     order = {n.name: i for i, n in enumerate(cluster.nodes)}
     excluded = tuple(
         ExcludedNode(name, tuple(r)) for name, r in sorted(why.items(), key=lambda kv: order[kv[0]])

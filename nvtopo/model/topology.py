@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
+from nvtopo._core import MAX_NVLINKS as _CORE_MAX_NVLINKS
+from nvtopo._core import nvlink_bandwidth as _core_nvlink_bandwidth
 from nvtopo.exceptions import TopologyError
 from nvtopo.model.health import ZERO_CLUSTER_UUID, fabric_problem, node_clique
 
@@ -43,26 +45,24 @@ FabricState = Literal["not_supported", "not_started", "in_progress", "completed"
 FabricHealth = Literal["healthy", "degraded", "unhealthy", "unknown"]
 
 
-# GB/s per direction of one NVLink, by NVLink generation (1 = P100 ... 5 = Blackwell).
-_NVLINK_GBPS = {1: 20, 2: 25, 3: 25, 4: 25, 5: 50}
-_NVLINK_GBPS_UNKNOWN = 25
-
 _NV_RE = re.compile(r"^NV(\d+)$")
 
-#: Most bonded NVLinks a GPU pair may have. Real GPUs have at most 18 links each; the
-#: bound refuses corrupted counts before they reach the core's fixed-width scores.
-MAX_NVLINKS = 64
+#: Most bonded NVLinks a GPU pair may have (the core's bound, which keeps its fixed-width
+#: scores exact). Real GPUs have at most 18 links each.
+MAX_NVLINKS: int = _CORE_MAX_NVLINKS
 
 
 def nvlink_bandwidth(generation: int | None) -> int:
-    """GB/s per direction of one NVLink of ``generation`` (25 when unknown).
+    """GB/s per direction of one NVLink of ``generation``: the core's table, read from it.
 
     Examples
     --------
-    >>> nvlink_bandwidth(5), nvlink_bandwidth(None)
-    (50, 25)
+    >>> nvlink_bandwidth(5), nvlink_bandwidth(3), nvlink_bandwidth(None)
+    (50, 25, 25)
     """
-    return _NVLINK_GBPS.get(generation or 0, _NVLINK_GBPS_UNKNOWN)
+    if generation is None or not 0 <= generation <= 255:
+        return _core_nvlink_bandwidth(0)
+    return _core_nvlink_bandwidth(generation)
 
 
 def parse_path_class(text: str) -> tuple[PcieClass | None, int]:
@@ -196,11 +196,17 @@ class GpuPair:
     nvlinks_down: int = 0
 
     @property
+    def known(self) -> bool:
+        """Whether the source said how the pair connects (an ``nvidia-smi -q -x`` report, for
+        one, has no path matrix). Placement scores an unknown path as ``SYS``."""
+        return self.nvlinks > 0 or self.pcie is not None
+
+    @property
     def path_class(self) -> str:
-        """``NV<n>`` with working NVLinks, else the PCIe class (``SYS`` when unknown)."""
+        """``NV<n>`` with working NVLinks, else the PCIe class; ``?`` when unknown."""
         if self.nvlinks > 0:
             return f"NV{self.nvlinks}"
-        return self.pcie or "SYS"
+        return self.pcie or "?"
 
 
 @dataclass(frozen=True)
@@ -222,6 +228,9 @@ class Nic:
     pci_bus_id: str | None = None
     numa_node: int | None = None
     gpu_paths: tuple[PcieClass, ...] = ()
+    #: Path class to each NIC of the node, in NIC order (``X`` for itself); empty where the
+    #: source does not say.
+    nic_paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -255,6 +264,14 @@ class NodeTopology:
         indices = [g.index for g in self.gpus]
         if indices != sorted(set(indices)):
             raise TopologyError(f"GPU indices must be unique and ascending, got {indices}")
+        owner: dict[str, int] = {}
+        for g in self.gpus:
+            if g.uuid is not None:
+                if g.uuid in owner:
+                    raise TopologyError(
+                        f"GPUs {owner[g.uuid]} and {g.index} have the same UUID {g.uuid}"
+                    )
+                owner[g.uuid] = g.index
         known = set(indices)
         seen: set[tuple[int, int]] = set()
         for p in self.pairs:
@@ -268,11 +285,18 @@ class NodeTopology:
                         f"pair ({p.a}, {p.b}): {what} must be 0 to {MAX_NVLINKS}, got {count}"
                     )
             seen.add((p.a, p.b))
-        for nic in self.nics:
+        for k, nic in enumerate(self.nics):
             if nic.gpu_paths and len(nic.gpu_paths) != len(self.gpus):
                 raise TopologyError(
                     f"NIC {nic.name} has {len(nic.gpu_paths)} GPU paths for {len(self.gpus)} GPUs"
                 )
+            if nic.nic_paths and len(nic.nic_paths) != len(self.nics):
+                raise TopologyError(
+                    f"NIC {nic.name} has {len(nic.nic_paths)} NIC paths for {len(self.nics)} NICs"
+                )
+            for j, cell in enumerate(nic.nic_paths):
+                if (cell == "X") != (j == k) or (cell != "X" and cell not in PCIE_CLASSES):
+                    raise TopologyError(f"NIC {nic.name}: path {cell!r} to NIC {j}")
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -313,10 +337,19 @@ class NodeTopology:
             for b in idx[i + 1 :]:
                 yield self.pair(a, b)
 
+    @cached_property
+    def unknown_pairs(self) -> tuple[tuple[int, int], ...]:
+        """GPU pairs ``(a, b)`` whose path the source did not give (see :attr:`GpuPair.known`)."""
+        return tuple((p.a, p.b) for p in self.iter_pairs() if not p.known)
+
     def pair_bandwidth(self, a: int, b: int) -> int:
-        """NVLink GB/s per direction between ``a`` and ``b`` (0 without NVLinks)."""
+        """NVLink GB/s per direction between ``a`` and ``b`` (0 without NVLinks).
+
+        Symmetric, as the core scores it: the pair's NVLink generation is the lower-numbered
+        GPU's, else the other's.
+        """
         p = self.pair(a, b)
-        gen = self.gpu(a).nvlink_generation or self.gpu(b).nvlink_generation
+        gen = self.gpu(p.a).nvlink_generation or self.gpu(p.b).nvlink_generation
         return p.nvlinks * nvlink_bandwidth(gen)
 
     @property

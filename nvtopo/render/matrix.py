@@ -1,7 +1,8 @@
 """Print a topology as the matrix of ``nvidia-smi topo -m``.
 
 The layout is the tool's own: tab-separated cells, `` X `` on the diagonal, ``NV#`` or a PCIe
-class per pair, one row per NIC, then the affinity columns, a path-class legend and a
+class per pair (``?`` where the source did not give the path, as ``nvidia-smi -q -x`` does
+not), one row per NIC, then the affinity columns, a path-class legend and a
 ``NIC Legend:`` section. :func:`nvtopo.formats.smi_topo.parse_topo_matrix` reads it back.
 
 Examples
@@ -22,12 +23,11 @@ import re
 from nvtopo.exceptions import TopologyError
 from nvtopo.formats._cpulist import compress_cpulist
 from nvtopo.formats.smi_topo import AFFINITY_COLUMNS
-from nvtopo.model import PCIE_CLASSES, Nic, NodeTopology, PcieClass
+from nvtopo.model import Nic, NodeTopology
 
 __all__ = ["render_matrix"]
 
 _UNDERLINE, _RESET = "\x1b[4m", "\x1b[0m"
-_RANK = {cls: k for k, cls in enumerate(PCIE_CLASSES)}
 # A NIC keeps its own name as column label when the parser would read it back as one.
 _LABEL_RE = re.compile(r"^[A-Za-z][\w.-]*\d$")
 _NUMBERED_RE = re.compile(r"^NIC\d+$")
@@ -54,12 +54,14 @@ def _labels(nics: list[Nic]) -> list[str]:
     return names if usable else [f"NIC{k}" for k in range(len(nics))]
 
 
-def _nic_to_nic(a: Nic, b: Nic) -> PcieClass:
-    # The model keeps no NIC-to-NIC paths. In a PCIe tree the path a-b climbs no higher
-    # than the higher of a-g and g-b for any device g, so the best such bound over the
-    # GPUs is printed: exact when a GPU sits below the common bridge, never too optimistic.
-    bounds = [max(_RANK[p], _RANK[q]) for p, q in zip(a.gpu_paths, b.gpu_paths, strict=True)]
-    return PCIE_CLASSES[min(bounds, default=_RANK["SYS"])]
+def _nic_to_nic(a: Nic, b: Nic, j: int, k: int) -> str:
+    """The path from NIC ``a`` (the ``j``-th of the node) to NIC ``b`` (the ``k``-th), as the
+    source gave it; ``?`` where it gave none (no guess from the GPU paths)."""
+    if a.nic_paths:
+        return a.nic_paths[k]
+    if b.nic_paths:
+        return b.nic_paths[j]
+    return "?"
 
 
 def _self(cell: str) -> str:
@@ -91,6 +93,7 @@ def render_matrix(topology: NodeTopology, *, color: bool = False) -> str:
         raise TopologyError("cannot print a topo -m matrix of a node with no GPUs")
     gpus = topology.gpus
     nics = [n for n in topology.nics if n.gpu_paths]
+    position = {id(n): k for k, n in enumerate(topology.nics)}
     nic_labels = _labels(nics)
     header = "\t".join([*(f"GPU{g.index}" for g in gpus), *nic_labels, *AFFINITY_COLUMNS])
     lines = [f"\t{_UNDERLINE}{header}{_RESET}" if color else f"\t{header}"]
@@ -105,7 +108,10 @@ def render_matrix(topology: NodeTopology, *, color: bool = False) -> str:
         lines.append(f"{row}\t{numa}\t\t{gpu_numa}")
     for i, nic in enumerate(nics):
         cells = [*nic.gpu_paths]
-        cells += ["X" if j == i else _nic_to_nic(nic, other) for j, other in enumerate(nics)]
+        cells += [
+            "X" if j == i else _nic_to_nic(nic, other, position[id(nic)], position[id(other)])
+            for j, other in enumerate(nics)
+        ]
         lines.append("\t".join([nic_labels[i], *map(_self, cells)]))
 
     lines += ["", *_LEGEND]

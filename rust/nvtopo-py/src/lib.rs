@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nvtopo_core::place::{self, DomainMode, NodeSpec, Placement, Request};
-use nvtopo_core::score::PathClass;
+use nvtopo_core::score::{self, PathClass};
 use nvtopo_core::select::{self, Selection};
 use nvtopo_core::topology::{self, PairSpec};
 use nvtopo_core::{partition, Error};
@@ -260,10 +260,19 @@ impl ClusterState {
     }
 }
 
+/// GB/s per direction of one NVLink of `generation` (0 or unknown: the core's default).
+#[pyfunction]
+fn nvlink_bandwidth(generation: u8) -> u32 {
+    score::nvlink_bandwidth(generation)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", nvtopo_core::VERSION)?;
     m.add("DEFAULT_BUDGET", select::DEFAULT_BUDGET)?;
+    m.add("MAX_NVLINKS", score::MAX_NVLINKS)?;
+    m.add("MAX_GPUS", nvtopo_core::bitset::MAX_GPUS)?;
+    m.add_function(wrap_pyfunction!(nvlink_bandwidth, m)?)?;
     m.add_class::<Topology>()?;
     m.add_class::<ClusterState>()?;
     Ok(())
