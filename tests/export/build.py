@@ -3,7 +3,9 @@
 - ``objcheck``: decodes objects strictly with Kueue's own Go API types
   (``sigs.k8s.io/kueue``) or Volcano's (``volcano.sh/apis``), the versions in ``go.mod``;
 - Kueue's and Volcano's CRDs, generated from those same types by ``controller-gen``
-  (``sigs.k8s.io/controller-tools``, a ``tool`` of ``go.mod``).
+  (``sigs.k8s.io/controller-tools``, a ``tool`` of ``go.mod``);
+- Kueue's controller manager (``sigs.k8s.io/kueue/cmd/kueue``), from the module in
+  ``kueue-manager/``, to run its topology-aware scheduling against the test control plane.
 
 The cache key is a digest of ``go.mod``, ``go.sum`` and the Go sources, so a version bump
 rebuilds. Modules come from the Go module proxy on the first build.
@@ -17,7 +19,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-__all__ = ["GoBuildError", "kueue_crds", "objcheck", "volcano_crds"]
+__all__ = ["GoBuildError", "kueue_crds", "kueue_manager", "objcheck", "volcano_crds"]
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,7 +30,7 @@ class GoBuildError(RuntimeError):
 
 def _key() -> str:
     h = hashlib.sha256()
-    for p in sorted([HERE / "go.mod", HERE / "go.sum", *HERE.glob("*/*.go")]):
+    for p in sorted([*HERE.glob("go.*"), *HERE.glob("*/go.*"), *HERE.glob("*/*.go")]):
         h.update(p.name.encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
@@ -39,13 +41,13 @@ def _cache() -> Path:
     return root / "export" / _key()
 
 
-def _go(*args: str, timeout: float = 900) -> None:
+def _go(*args: str, timeout: float = 900, cwd: Path = HERE) -> None:
     go = shutil.which("go")
     if go is None:
         raise GoBuildError("go is not installed: the Kueue checks are Go programs")
     env = {**os.environ, "GOFLAGS": "-mod=readonly", "CGO_ENABLED": "0"}
     done = subprocess.run(
-        [go, *args], cwd=HERE, env=env, capture_output=True, text=True, timeout=timeout
+        [go, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
     if done.returncode != 0:
         raise GoBuildError(f"go {' '.join(args)} failed:\n{done.stderr[-3000:]}")
@@ -88,3 +90,15 @@ def volcano_crds() -> Path:
         "volcano.sh/apis/pkg/apis/topology/v1alpha1",
         "topology.volcano.sh_hypernodes.yaml",
     )
+
+
+def kueue_manager() -> Path:
+    """Kueue's controller manager, built on first use (long: it is a whole controller)."""
+    out = _cache() / "kueue"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        _go("build", "-o", str(tmp), "sigs.k8s.io/kueue/cmd/kueue",
+            timeout=3600, cwd=HERE / "kueue-manager")  # fmt: skip
+        tmp.replace(out)
+    return out
