@@ -11,7 +11,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml 2>/dev/null) pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: help demo test test-rust test-python lint fmt bench build readme k8s-env mpi-env torch-env clean
+.PHONY: help demo test test-rust test-python lint fmt bench build readme k8s-env mpi-env torch-env kubelet-proto proto clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ $(VENV)/.deps: pyproject.toml Makefile
 	    "nvidia-ml-py>=12.535" "networkx>=3.1" "numpy>=1.24" "click>=8.1" "rich>=13" "PyYAML>=6" \
 	    "jsonschema>=4.18" "kubernetes>=34.1" "cryptography>=42" "tenacity>=8.2" \
 	    "grpcio>=1.66" "grpcio-tools>=1.66" "grpcio-health-checking>=1.66" "grpcio-reflection>=1.66" \
-	    "protobuf>=5.27" "import-linter>=2.1"
+	    "protobuf>=7.35" "import-linter>=2.1"
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(RUST_SOURCES)
@@ -76,8 +76,26 @@ fmt: $(VENV)/.deps ## format Rust and Python in place
 	$(VENV)/bin/ruff format nvtopo tests benches examples
 	$(VENV)/bin/ruff check --fix nvtopo tests benches examples
 
+KUBELET_API := v0.37.2
+KUBELET_PROTOS := pluginregistration/v1 dra/v1 dra/v1beta1 dra-health/v1
+
+kubelet-proto: $(VENV)/.deps ## copy the kubelet's DRA protos (k8s.io/kubelet Go module) into proto/ and regenerate nvtopo/kubelet/_proto
+	@dir=$$(GOPATH=$(CACHE)/go GOMODCACHE=$(CACHE)/go/pkg/mod go mod download -json k8s.io/kubelet@$(KUBELET_API) | $(PY) -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') && \
+	for api in $(KUBELET_PROTOS); do \
+	    mkdir -p proto/k8s.io/kubelet/$$api && install -m 644 $$dir/pkg/apis/$$api/api.proto proto/k8s.io/kubelet/$$api/api.proto; \
+	done
+	@tmp=$$(mktemp -d) && mkdir -p $$tmp/nvtopo/kubelet/_proto && \
+	for api in $(KUBELET_PROTOS); do \
+	    cp proto/k8s.io/kubelet/$$api/api.proto $$tmp/nvtopo/kubelet/_proto/$$(echo $$api | tr /- __).proto; \
+	done && \
+	$(PY) -m grpc_tools.protoc -I $$tmp --python_out=. --pyi_out=. $$tmp/nvtopo/kubelet/_proto/*.proto && \
+	rm -rf $$tmp && echo "nvtopo/kubelet/_proto: generated from k8s.io/kubelet@$(KUBELET_API)"
+
 bench: build ## run the benchmarks and rewrite benches/RESULTS.md
 	$(PY) benches/run.py
+
+proto: $(VENV)/.deps ## regenerate the checked-in gRPC stubs (nvtopo/service/_proto) from proto/
+	$(PY) scripts/proto.py
 
 readme: build ## rerun the README's examples and write their real output into it
 	$(PY) scripts/readme.py --update

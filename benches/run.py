@@ -22,14 +22,21 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "benches":
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benches import bench_place, bench_publish, bench_select, bench_slices, trace  # noqa: E402
+from benches import (  # noqa: E402
+    bench_place,
+    bench_publish,
+    bench_select,
+    bench_service,
+    bench_slices,
+    trace,
+)
 from benches._common import Section, Table, Target, fmt_ns, fmt_ratio, machine  # noqa: E402
 from benches._criterion import CriterionResult, run_criterion  # noqa: E402
 
 __all__ = ["main"]
 
 RESULTS = ROOT / "benches" / "RESULTS.md"
-PARTS = ("criterion", "select", "place", "trace", "slices", "publish")
+PARTS = ("criterion", "select", "place", "trace", "slices", "publish", "service")
 
 #: DESIGN.md targets, listed as not measured when no part of this run judged them.
 UNJUDGED = (
@@ -234,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
                 section = trace.run(trace.QUICK if args.quick else trace.FULL)
             elif part == "slices":
                 section = bench_slices.run(bench_slices.QUICK if args.quick else bench_slices.FULL)
+            elif part == "service":
+                cfg_s = bench_service.QUICK if args.quick else bench_service.FULL
+                section = bench_service.run(cfg_s)
             else:
                 cfg = bench_publish.QUICK if args.quick else bench_publish.FULL
                 section = bench_publish.run(cfg)

@@ -156,11 +156,14 @@ def test_plan_moves_to_another_rack_when_the_first_is_too_damaged(
     assert all(cluster.node(n).domain == clique for n in p.nodes)
 
 
-def test_degraded_nvlinks_gate_a_node_that_contract_2_alone_would_take(racks: Cluster) -> None:
+def test_degraded_nvlinks_keep_a_node_out_of_place_and_of_the_plan(racks: Cluster) -> None:
+    """The GPU with NVLinks down is tainted, so placement counts its tray 3 GPUs short."""
     clique, trays = first_rack(racks)
     cluster = change(racks, {trays[5]: links_down(0, 4, 5)})
     whole_rack = PlacementRequest(72, 18, "required")
-    assert trays[5] in {n.name for n in place(cluster, whole_rack).nodes}
+    assert cluster.node(trays[5]).free == (1, 2, 3)
+    assert trays[5] not in {n.name for n in place(cluster, whole_rack).nodes}
+    assert trays[5] in {n.name for n in place(racks, whole_rack).nodes}
     p = compute_domain.plan(cluster, name="rack", gpus=72, nodes=18)
     assert trays[5] not in p.nodes
     assert p.cliques != (clique,)

@@ -86,6 +86,13 @@ def test_fabric_captures_exact_lines(
     code, lines, err = _run(["--capture", str(capture), "--channels-dir", str(tmp_path)], capsys)
     expected = [error] if error else []
     expected.append(CHANNEL_FIX.format(d=tmp_path))
+    if case == "unhealthy":
+        expected.append(
+            "warning: GPU 3: fabric-unhealthy (fabric health Unhealthy, mask 0x19a): its device "
+            "carries the taint topology.nvtopo.dev/fabric-unhealthy=fabric-health-unhealthy-mask-"
+            "0x19a (NoSchedule) -> the scheduler gives this GPU only to claims that tolerate the "
+            "taint; nvtopo publish lifts it once the GPU recovers"
+        )
     expected.extend(GPU_INFO.format(i=i, m=m) for i, m in enumerate(masks))
     if error is None:
         expected.append(f"verdict: this node can run a multi-node NVLink job in clique {CLIQUE}")

@@ -17,9 +17,11 @@ from nvtopo.cli.doctor import doctor
 from nvtopo.cli.dump import dump
 from nvtopo.cli.export import export
 from nvtopo.cli.imex import imex
+from nvtopo.cli.kubelet_plugin import kubelet_plugin
 from nvtopo.cli.launch import launch
 from nvtopo.cli.place import place
 from nvtopo.cli.publish import publish
+from nvtopo.cli.serve import serve
 from nvtopo.cli.slices import claim, slices
 from nvtopo.cli.systems import systems
 from nvtopo.exceptions import NvtopoError, NvtopoWarning
@@ -41,8 +43,10 @@ cli.add_command(claim)
 cli.add_command(publish)
 cli.add_command(compute_domain)
 cli.add_command(imex)
+cli.add_command(kubelet_plugin)
 cli.add_command(launch)
 cli.add_command(doctor)
+cli.add_command(serve)
 cli.add_command(export)
 
 

@@ -143,6 +143,11 @@ def _publisher(
         if not owner:
             owner.append(_owner(api_client, agent_node))
         slices = node_slices(obj, node=agent_node, driver=driver, owner=owner[0])
+        if len(owner) == 1:  # at start: never beside another driver publishing these GPUs
+            from nvtopo.dra.coexist import check_no_shared_gpus
+
+            check_no_shared_gpus(api_client, agent_node, driver, slices)
+            owner.append(None)
         return publish_slices(
             api_client, {agent_node: slices}, driver=driver, dry_run=dry_run, stop=stop
         )
@@ -230,6 +235,10 @@ def publish(
             _show(publish_once(), fmt, reason)
 
         def failed(exc: NvtopoError) -> None:
+            from nvtopo.dra.coexist import SharedGpuError
+
+            if isinstance(exc, SharedGpuError):
+                raise exc  # refuse to start: retrying cannot help
             click.echo(f"nvtopo: error: {exc} (trying again at the next wake-up)", err=True)
 
         try:

@@ -150,6 +150,10 @@ def _spec_key(spec: Mapping[str, Any]) -> Any:
     if isinstance(pool, dict):
         pool.pop("generation", None)
     for device in key.get("devices") or []:
+        for taint in device.get("taints") or [] if isinstance(device, dict) else []:
+            if isinstance(taint, dict):
+                # The server stamps when a taint was added; nvtopo never sends it.
+                taint.pop("timeAdded", None)
         if isinstance(device, dict) and isinstance(device.get("capacity"), dict):
             for cap in device["capacity"].values():
                 # "80Gi" and "81920Mi" are one quantity; compare the numbers.

@@ -26,9 +26,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from nvtopo.dra.attributes import DEFAULT_SET_SIZES, gpu_devices, partition_groups
+from nvtopo.dra.attributes import DEFAULT_SET_SIZES, device_name, gpu_devices, partition_groups
 from nvtopo.dra.limits import (
     MAX_DEVICES_PER_SLICE,
+    MAX_DEVICES_PER_SLICE_WITH_TAINTS_OR_COUNTERS,
     DraLimitError,
     check_attribute_value,
     check_device,
@@ -36,6 +37,7 @@ from nvtopo.dra.limits import (
     check_driver_name,
     check_resource_slice,
 )
+from nvtopo.dra.taints import TaintEffect, device_taints
 from nvtopo.model import NodeTopology
 from nvtopo.model.cluster import Cluster, ClusterNode
 
@@ -86,6 +88,22 @@ def _check_args(driver: str, generation: int, max_devices_per_slice: int) -> Non
         )
 
 
+def _with_taints(
+    topology: NodeTopology, devices: list[dict[str, Any]], effect: TaintEffect | None
+) -> list[dict[str, Any]]:
+    """``devices`` with the health taints of their GPUs (:mod:`nvtopo.dra.taints`)."""
+    if effect is None:
+        return devices
+    by_name = {device_name(g): device_taints(g, effect=effect) for g in topology.gpus}
+    if not any(by_name.values()):
+        return devices
+    out = []
+    for d in devices:
+        taints = by_name.get(d["name"])
+        out.append({**d, "taints": taints} if taints else d)
+    return out
+
+
 def _pool_slices(
     node: str,
     driver: str,
@@ -93,6 +111,10 @@ def _pool_slices(
     devices: list[dict[str, Any]],
     max_devices_per_slice: int,
 ) -> list[Manifest]:
+    if any("taints" in d for d in devices):
+        max_devices_per_slice = min(
+            max_devices_per_slice, MAX_DEVICES_PER_SLICE_WITH_TAINTS_OR_COUNTERS
+        )
     chunks = [
         devices[i : i + max_devices_per_slice]
         for i in range(0, len(devices), max_devices_per_slice)
@@ -123,6 +145,7 @@ def resource_slices(
     max_devices_per_slice: int = MAX_DEVICES_PER_SLICE,
     set_sizes: Iterable[int] = DEFAULT_SET_SIZES,
     clique: str | None = None,
+    taint_effect: TaintEffect | None = "NoSchedule",
 ) -> list[Manifest]:
     """The ResourceSlice manifests (plain dicts) that publish ``topology`` as node ``node``.
 
@@ -137,12 +160,15 @@ def resource_slices(
     generation
         Pool generation; raise it whenever the pool's content changes.
     max_devices_per_slice
-        Devices per slice, at most 128 (pass 64 for devices with taints or counters).
+        Devices per slice, at most 128; 64 at most once any device carries a taint.
     set_sizes
         Group sizes published as ``topology.nvtopo.dev/set<k>``.
     clique
         The node's NVLink domain when known from elsewhere (a cluster file); by default the
         one its GPUs' fabric info agrees on.
+    taint_effect
+        The effect of the health taints on GPUs with NVLinks down or fabric health degraded
+        (:mod:`nvtopo.dra.taints`); None publishes no taints.
 
     Raises
     ------
@@ -160,6 +186,7 @@ def resource_slices(
     _check_args(driver, generation, max_devices_per_slice)
     check_dns_subdomain(node, what="node name", where=f"node {node!r}")
     devices = gpu_devices(topology, clique=clique, set_sizes=set_sizes)
+    devices = _with_taints(topology, devices, taint_effect)
     slices = _pool_slices(node, driver, generation, devices, max_devices_per_slice)
     names: set[str] = set()
     for s in slices:
@@ -212,6 +239,7 @@ def cluster_resource_slices(
     generation: int = 1,
     max_devices_per_slice: int = MAX_DEVICES_PER_SLICE,
     set_sizes: Iterable[int] = DEFAULT_SET_SIZES,
+    taint_effect: TaintEffect | None = "NoSchedule",
 ) -> list[Manifest]:
     """ResourceSlices for every node of ``cluster``, in node order.
 
@@ -228,7 +256,7 @@ def cluster_resource_slices(
     (36, 36)
     """
     _check_args(driver, generation, max_devices_per_slice)
-    templates = _Templates(tuple(set_sizes))
+    templates = _Templates(tuple(set_sizes), taint_effect)
     out: list[Manifest] = []
     with _gc_paused():
         for n in cluster.nodes:
@@ -261,8 +289,9 @@ def _siblings(a: NodeTopology, b: NodeTopology) -> bool:
 class _Templates:
     """Checked device lists, one per (topology object, clique), shared by the nodes using them."""
 
-    def __init__(self, sizes: tuple[int, ...]) -> None:
+    def __init__(self, sizes: tuple[int, ...], taint_effect: TaintEffect | None) -> None:
         self.sizes = sizes
+        self.taint_effect = taint_effect
         self.by_key: dict[tuple[int, str | None], list[dict[str, Any]]] = {}
         # Per clique, the last node whose list was built: the next may be its sibling.
         self.recent: dict[str | None, tuple[NodeTopology, list[dict[str, Any]]]] = {}
@@ -291,6 +320,7 @@ class _Templates:
             self.groups[id(topo)] = partition_groups(topo, self.sizes)
             self.alive.append(topo)
         devices = gpu_devices(topo, clique=clique, groups=self.groups[id(topo)])
+        devices = _with_taints(topo, devices, self.taint_effect)
         seen: set[str] = set()
         for i, d in enumerate(devices):
             check_device(d, where=f"node {node.name}", index=i)

@@ -127,7 +127,9 @@ def _gate(cluster: Cluster, share: int | None) -> tuple[Cluster, dict[str, list[
         gated = bool(problems)
         if node.in_compute_domain:
             problems.append(IN_COMPUTE_DOMAIN)
-        free = _free_reason(node, share)
+        # A node already kept out by its fabric needs no second reason: its unfit GPUs
+        # (a degraded fabric) are what left it short.
+        free = None if gated else _free_reason(node, share)
         if free is not None:
             problems.append(free)
         if problems:

@@ -1,6 +1,8 @@
 """One Kubernetes client for every product: configuration, timeouts, retries of 409/429/5xx
 with Retry-After, one error line (:mod:`nvtopo.kube.client`, :mod:`nvtopo.kube.retry`), and
-the cluster read back from ResourceSlices and ResourceClaims (:mod:`nvtopo.kube.readback`).
+the cluster read back from ResourceSlices and ResourceClaims (:mod:`nvtopo.kube.readback`),
+and one watched view of both that the allocator and the placement service share
+(:mod:`nvtopo.kube.view`).
 
 :mod:`kubernetes` is imported only when a client is made, never by ``import nvtopo``.
 """

@@ -14,16 +14,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+# The verdict is imex check's, which applies the one clique/health rule
+# (nvtopo.model.health.fabric_problems).
+from nvtopo.dra.taints import taint_key
 from nvtopo.exceptions import ParseError
 from nvtopo.formats._cpulist import compress_cpulist
 from nvtopo.formats.smi_fabric_text import looks_like_smi_query, parse_smi_fabric_text
 from nvtopo.formats.smi_nvlink import GpuLinks, looks_like_nvlink, merge_links, parse_nvlink
-
-# The verdict is imex check's, which applies the one clique/health rule
-# (nvtopo.model.health.fabric_problems).
 from nvtopo.imex.check import CHANNELS_DIR, ImexCheck, check
 from nvtopo.launch.plan import nearest_nics
 from nvtopo.model import Gpu, NodeTopology
+from nvtopo.model.gpu_health import gpu_findings
 
 __all__ = ["DoctorReport", "Finding", "Level", "doctor", "topology_from_captures"]
 
@@ -172,6 +173,17 @@ def doctor(
     result = check(topology, channels_dir=channels_dir, require_channel=require_channel)
     findings = [Finding("error", reason, _fix(reason)) for reason in result.reasons]
     findings.extend(Finding("warning", warning, _fix(warning)) for warning in result.warnings)
+    for gpu in topology.gpus:
+        for found in gpu_findings(gpu):
+            findings.append(
+                Finding(
+                    "warning",
+                    f"{found.text}: its device carries the taint "
+                    f"{taint_key(found)}={found.reason} (NoSchedule)",
+                    "the scheduler gives this GPU only to claims that tolerate the taint; "
+                    "nvtopo publish lifts it once the GPU recovers",
+                )
+            )
     nics = nearest_nics(topology, topology.gpu_indices)
     for gpu in topology.gpus:
         findings.append(Finding("info", _affinity(topology, gpu, nics)))

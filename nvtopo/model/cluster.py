@@ -52,9 +52,14 @@ class ClusterNode:
 
     @property
     def free(self) -> tuple[int, ...]:
-        if self.free_gpus is None:
-            return self.topology.gpu_indices
-        return tuple(sorted(self.free_gpus))
+        """The GPUs placement may hand out: not in use (``free_gpus``), and without a health
+        finding (:attr:`NodeTopology.unfit_gpus`: such a GPU carries a device taint, so the
+        scheduler keeps new claims off it and a clique's usable capacity drops by it)."""
+        free = (
+            self.topology.gpu_indices if self.free_gpus is None else tuple(sorted(self.free_gpus))
+        )
+        unfit = self.topology.unfit_gpus
+        return tuple(g for g in free if g not in unfit) if unfit else free
 
 
 @dataclass(frozen=True)

@@ -367,6 +367,14 @@ class NodeTopology:
         (the rule, with the reason when there is none: :func:`nvtopo.model.health.node_clique`)."""
         return node_clique(self).clique
 
+    @cached_property
+    def unfit_gpus(self) -> frozenset[int]:
+        """GPUs with a health finding: NVLinks down or degraded, or fabric health Degraded or
+        Unhealthy (:mod:`nvtopo.model.gpu_health`). Placement leaves them out."""
+        from nvtopo.model.gpu_health import unfit_gpus
+
+        return unfit_gpus(self)
+
     def nvlink_islands(self) -> tuple[tuple[int, ...], ...]:
         """Connected components of the working-NVLink graph, each a sorted tuple of GPUs."""
         parent = {i: i for i in self.gpu_indices}

@@ -7,8 +7,10 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
+from nvtopo.dra.taints import taint_key
 from nvtopo.model import PCIE_CLASSES, NodeTopology
 from nvtopo.model.cluster import Cluster
+from nvtopo.model.gpu_health import gpu_findings
 
 __all__ = ["path_style", "render_cluster_table", "render_node_table"]
 
@@ -31,6 +33,16 @@ def _fabric(t: NodeTopology) -> str:
     if not states:
         return "n/a"
     return ", ".join(f"{s} ×{n}" if len(states) > 1 else s for s, n in sorted(states.items()))
+
+
+def _render_health(t: NodeTopology, con: Console) -> None:
+    """The GPUs with a health finding and the device taint each carries (none: no section)."""
+    found = [f for g in t.gpus for f in gpu_findings(g)]
+    if not found:
+        return
+    con.print("Health (each finding is a NoSchedule device taint in the node's slices)")
+    for f in found:
+        con.print(f"  {f.text}: taint {taint_key(f)}={f.reason}", markup=False)
 
 
 def render_node_table(t: NodeTopology, con: Console) -> None:
@@ -76,6 +88,7 @@ def render_node_table(t: NodeTopology, con: Console) -> None:
             mig,
         )
     con.print(gpus)
+    _render_health(t, con)
 
     matrix = Table(title="Paths (nvidia-smi topo -m notation)", title_justify="left")
     matrix.add_column("")

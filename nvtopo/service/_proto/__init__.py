@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of proto/nvtopo/v1 (scripts/proto.py)."""
