@@ -41,7 +41,7 @@ demo: build ## show catalog systems (no GPU needed): a topology, an optimal GPU 
 test-rust: ## cargo test of the pure Rust core
 	cd rust && cargo test -q -p nvtopo-core
 
-k8s-env: $(VENV)/.deps ## build the pinned kube-apiserver + etcd for tests/k8s (cached in ~/.cache/nvtopo/k8s)
+k8s-env: $(VENV)/.deps ## build the pinned Kubernetes control plane + etcd for tests/k8s (cached in ~/.cache/nvtopo/k8s)
 	@if [ "$${NVTOPO_K8S:-}" = skip ]; then echo "NVTOPO_K8S=skip: k8s tests deselected, nothing built"; \
 	else $(PY) scripts/k8s-test-env build; fi
 

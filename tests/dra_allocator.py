@@ -1,6 +1,13 @@
 """A model, for tests, of the kube-scheduler's structured-parameters DRA allocator on one node.
 
-It follows the stable allocator of ``k8s.io/dynamic-resource-allocation/structured``:
+``k8s.io/dynamic-resource-allocation/structured`` has three implementations, ``stable``,
+``incubating`` and ``experimental``, and the scheduler runs the first one that supports
+every DRA feature its gates enable. With the default gates that is *not* ``stable``: on
+v1.34 it is ``experimental`` (only it supports the device status that the on-by-default
+``DRAResourceClaimDeviceStatus`` asks for); on v1.37 it is ``incubating`` (binding
+conditions, consumable capacity and fractional capacity ranges are on by default, and
+``stable`` supports none of them). For the claims modelled here the three search alike; the
+model predicted every one of 2,024 allocations of the real v1.34 scheduler. What it follows:
 
 - pools are gathered from the slices that target the node (``nodeName`` or ``allNodes``); per
   pool only the slices of the highest generation count; a pool whose slice count differs from

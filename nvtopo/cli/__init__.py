@@ -12,6 +12,7 @@ import warnings
 import click
 
 from nvtopo._core import __version__
+from nvtopo.cli.allocator import allocator
 from nvtopo.cli.compute_domain import compute_domain
 from nvtopo.cli.doctor import doctor
 from nvtopo.cli.dump import dump
@@ -47,6 +48,7 @@ cli.add_command(kubelet_plugin)
 cli.add_command(launch)
 cli.add_command(doctor)
 cli.add_command(serve)
+cli.add_command(allocator)
 cli.add_command(export)
 
 

@@ -60,6 +60,14 @@ def _plan_options(fn: Any) -> Any:
             help="claim GPUs through DRA or as nvidia.com/gpu limits",
         ),
         click.option("--image", default=None, help="workload image (default: a placeholder)"),
+        click.option(
+            "--placement",
+            "pod_placement",
+            type=click.Choice(["pinned", "allocator"]),
+            default="pinned",
+            show_default=True,
+            help="pin the pods to the planned nodes, or hand them to `nvtopo allocator` as a gang",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -75,6 +83,7 @@ def _make_plan(
     domain: str,
     gpu_request: str,
     image: str | None,
+    pod_placement: str = "pinned",
 ) -> Any:
     from nvtopo.compute_domain import plan
     from nvtopo.compute_domain.manifests import DEFAULT_IMAGE
@@ -89,6 +98,7 @@ def _make_plan(
         domain=domain,  # type: ignore[arg-type]
         gpu_request=gpu_request,  # type: ignore[arg-type]
         image=image or DEFAULT_IMAGE,
+        pod_placement=pod_placement,  # type: ignore[arg-type]
     )
 
 
@@ -121,12 +131,13 @@ def plan_cmd(
     gpu_request: str,
     image: str | None,
     command: str | None,
+    pod_placement: str,
     fmt: str,
 ) -> None:
     """Place the job and print the objects that run it (nothing is created)."""
     import yaml
 
-    p = _make_plan(source, name, namespace, gpus, nodes, domain, gpu_request, image)
+    p = _make_plan(source, name, namespace, gpus, nodes, domain, gpu_request, image, pod_placement)
     if fmt == "table":
         console().print(p.explain(), markup=False)
         return
@@ -200,6 +211,7 @@ def apply_cmd(
     domain: str,
     gpu_request: str,
     image: str | None,
+    pod_placement: str,
     kubeconfig: str | None,
     context: str | None,
     timeout: float,
@@ -210,7 +222,7 @@ def apply_cmd(
     from nvtopo.compute_domain import apply
     from nvtopo.compute_domain.apply import require_served
 
-    p = _make_plan(source, name, namespace, gpus, nodes, domain, gpu_request, image)
+    p = _make_plan(source, name, namespace, gpus, nodes, domain, gpu_request, image, pod_placement)
     client = api_client(kubeconfig, context)
     try:
         # Reach the apiserver before showing the plan: a wrong kubeconfig, a refused token or

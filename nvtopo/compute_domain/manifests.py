@@ -41,6 +41,7 @@ __all__ = [
     "LAUNCH_PLAN_PATH",
     "MANAGER",
     "GpuRequest",
+    "PodPlacement",
     "channel_template_name",
     "compute_domain_manifest",
     "gpu_claim_template",
@@ -53,6 +54,8 @@ __all__ = [
 ]
 
 GpuRequest = Literal["dra", "device-plugin"]
+#: How the Job's pods reach their nodes: pinned by affinity, or placed by the nvtopo allocator.
+PodPlacement = Literal["pinned", "allocator"]
 
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_COMPUTE_DOMAIN = "nvtopo.dev/compute-domain"
@@ -147,6 +150,13 @@ def _affinity(name: str, nodes: Sequence[str], cliques: Sequence[str]) -> dict[s
     }
 
 
+def _gang(name: str, count: int, domain: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Labels and annotations that make the Job's pods one gang of the nvtopo allocator."""
+    from nvtopo.allocator.gang import DOMAIN_ANNOTATION, GANG_LABEL, SIZE_ANNOTATION
+
+    return {GANG_LABEL: name}, {SIZE_ANNOTATION: str(count), DOMAIN_ANNOTATION: domain}
+
+
 def job_manifest(
     name: str,
     namespace: str,
@@ -157,8 +167,14 @@ def job_manifest(
     gpu_request: GpuRequest,
     image: str,
     command: Sequence[str] | None,
+    allocator_domain: str | None = None,
 ) -> dict[str, Any]:
-    """The workload Job: one indexed pod per node of ``nodes``."""
+    """The workload Job: one indexed pod per node of ``nodes``.
+
+    With ``allocator_domain`` (the request's domain rule) the pods are not pinned: they form
+    one gang of the nvtopo allocator (gang label, size and domain annotations, scheduling
+    gate), which places them when they are all there and allocates their GPU claims.
+    """
     claims: list[dict[str, str]] = [
         {"name": CHANNEL_CLAIM, "resourceClaimTemplateName": channel_template_name(name)}
     ]
@@ -172,6 +188,18 @@ def job_manifest(
     if command:
         container["command"] = list(command)
     count = len(nodes)
+    metadata: dict[str, Any] = {"labels": labels(name)}
+    spec: dict[str, Any] = {"restartPolicy": "Never"}
+    if allocator_domain is None:
+        spec["affinity"] = _affinity(name, nodes, cliques)
+    else:
+        from nvtopo.allocator.gang import GATE
+
+        gang_labels, annotations = _gang(name, count, allocator_domain)
+        metadata = {"labels": {**labels(name), **gang_labels}, "annotations": annotations}
+        spec["schedulingGates"] = [{"name": GATE}]
+    spec["resourceClaims"] = claims
+    spec["containers"] = [container]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -180,15 +208,7 @@ def job_manifest(
             "completionMode": "Indexed",
             "completions": count,
             "parallelism": count,
-            "template": {
-                "metadata": {"labels": labels(name)},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "affinity": _affinity(name, nodes, cliques),
-                    "resourceClaims": claims,
-                    "containers": [container],
-                },
-            },
+            "template": {"metadata": metadata, "spec": spec},
         },
     }
 

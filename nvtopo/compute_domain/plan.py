@@ -19,6 +19,7 @@ from nvtopo.compute_domain.manifests import (
     DEFAULT_IMAGE,
     LABEL_COMPUTE_DOMAIN,
     GpuRequest,
+    PodPlacement,
     compute_domain_manifest,
     gpu_claim_template,
     gpu_template_name,
@@ -71,6 +72,9 @@ class ComputeDomainPlan:
     gpu_request: GpuRequest = "dra"
     image: str = DEFAULT_IMAGE
     command: tuple[str, ...] | None = DEFAULT_COMMAND
+    #: ``"pinned"``: pods pinned to the chosen nodes by affinity; ``"allocator"``: pods
+    #: handed to the nvtopo allocator as one gated gang (it places and allocates them).
+    pod_placement: PodPlacement = "pinned"
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -136,6 +140,7 @@ class ComputeDomainPlan:
             gpu_request=self.gpu_request,
             image=self.image,
             command=self.command,
+            allocator_domain=self.request.domain if self.pod_placement == "allocator" else None,
         )
 
     def manifests(self) -> list[dict[str, Any]]:
@@ -222,6 +227,7 @@ def plan(
     gpu_request: GpuRequest = "dra",
     image: str = DEFAULT_IMAGE,
     command: Sequence[str] | None = DEFAULT_COMMAND,
+    pod_placement: PodPlacement = "pinned",
 ) -> ComputeDomainPlan:
     """Place a multi-node NVLink job in one clique and describe the objects that run it.
 
@@ -242,6 +248,10 @@ def plan(
     image, command
         The workload container (a placeholder that lists its GPUs and IMEX channel by
         default; replace it or merge the pod template into your own).
+    pod_placement
+        ``"pinned"`` (pods pinned by node affinity to the chosen nodes, for clusters without
+        the allocator) or ``"allocator"`` (one gated gang the nvtopo allocator places; needs
+        ``gpu_request="dra"``).
 
     Raises
     ------
@@ -265,6 +275,12 @@ def plan(
         )
     if not isinstance(image, str) or not image.strip() or any(c.isspace() for c in image):
         raise ComputeDomainError(f"image {image!r} is not a container image reference")
+    if pod_placement not in get_args(PodPlacement):
+        raise ComputeDomainError(
+            f"pod_placement must be 'pinned' or 'allocator', got {pod_placement!r}"
+        )
+    if pod_placement == "allocator" and gpu_request != "dra":
+        raise ComputeDomainError("the allocator places DRA claims: use gpu_request='dra'")
     placed = place_domain(cluster, gpus=gpus, nodes=nodes, domain=domain, even=True)
     spans = len(placed.placement.compute_domains)
     if spans > 1 and len(name) + len(f"-{spans - 1}") > MAX_NAME_LENGTH:
@@ -281,4 +297,5 @@ def plan(
         gpu_request=gpu_request,
         image=image,
         command=tuple(command) if command else None,
+        pod_placement=pod_placement,
     )

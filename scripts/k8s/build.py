@@ -1,4 +1,6 @@
-"""Build the pinned kube-apiserver and etcd from scripts/k8s/go.mod into a per-version cache.
+"""Build the pinned control plane from scripts/k8s/go.mod into a per-version cache.
+
+Four executables: etcd, kube-apiserver, kube-scheduler and kube-controller-manager.
 
 The binaries land in ``~/.cache/nvtopo/k8s/<kubernetes version>/`` beside a stamp of
 go.mod + go.sum; the Go module and build caches stay in ``~/.cache/nvtopo/go``. Needs only
@@ -23,13 +25,18 @@ from pathlib import Path
 
 __all__ = [
     "GO_MODULE_DIR",
+    "SCHEMA_VERSION",
     "Binaries",
     "ControlPlaneError",
     "build",
     "cache_root",
     "find_binaries",
+    "openapi_spec",
     "pinned_versions",
 ]
+
+#: The oldest release nvtopo's objects must stay valid for: the first with resource.k8s.io/v1.
+SCHEMA_VERSION = "v1.34.4"
 
 GO_MODULE_DIR = Path(__file__).resolve().parent
 LOG_TAIL_LINES = 40
@@ -41,12 +48,33 @@ class ControlPlaneError(RuntimeError):
 
 @dataclass(frozen=True)
 class Binaries:
-    """Paths of the two executables and the versions they were built from."""
+    """Paths of the control-plane executables and the versions they were built from."""
 
     kube_apiserver: Path
     etcd: Path
     kubernetes_version: str
     etcd_version: str
+    kube_scheduler: Path
+    kube_controller_manager: Path
+
+    def all(self) -> tuple[Path, ...]:
+        """Every executable, the ones each fixture needs and the ones only some start."""
+        return (self.etcd, self.kube_apiserver, self.kube_scheduler, self.kube_controller_manager)
+
+
+# (file name, Go package, the name `go build -o DIR/` gives it) of each executable, all built
+# by one `go build`; a package path ending in a major version (/v3) is named by the element
+# before it.
+PACKAGES = (
+    ("etcd", "go.etcd.io/etcd/server/v3", "server"),
+    ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver", "kube-apiserver"),
+    ("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler", "kube-scheduler"),
+    (
+        "kube-controller-manager",
+        "k8s.io/kubernetes/cmd/kube-controller-manager",
+        "kube-controller-manager",
+    ),
+)
 
 
 def cache_root() -> Path:
@@ -82,18 +110,25 @@ def _bin_dir() -> Path:
 
 def _binaries_in(directory: Path) -> Binaries:
     kube, etcd = pinned_versions()
-    return Binaries(directory / "kube-apiserver", directory / "etcd", kube, etcd)
+    return Binaries(
+        kube_apiserver=directory / "kube-apiserver",
+        etcd=directory / "etcd",
+        kubernetes_version=kube,
+        etcd_version=etcd,
+        kube_scheduler=directory / "kube-scheduler",
+        kube_controller_manager=directory / "kube-controller-manager",
+    )
 
 
 def find_binaries() -> Binaries | None:
-    """The cached binaries when both exist and match the pinned go.mod/go.sum, else None.
+    """The cached binaries when all exist and match the pinned go.mod/go.sum, else None.
 
-    ``NVTOPO_K8S_ASSETS`` names a directory of prebuilt ``kube-apiserver`` and ``etcd``
-    to use as they are.
+    ``NVTOPO_K8S_ASSETS`` names a directory of prebuilt ``etcd``, ``kube-apiserver``,
+    ``kube-scheduler`` and ``kube-controller-manager`` to use as they are.
     """
     directory = _bin_dir()
     found = _binaries_in(directory)
-    if not (os.access(found.kube_apiserver, os.X_OK) and os.access(found.etcd, os.X_OK)):
+    if not all(os.access(path, os.X_OK) for path in found.all()):
         return None
     if os.environ.get("NVTOPO_K8S_ASSETS"):
         return found
@@ -109,9 +144,9 @@ def _find_go() -> str:
     )
     if go is None:
         raise ControlPlaneError(
-            "cannot build kube-apiserver and etcd: no Go toolchain on PATH (install Go >= 1.24, "
-            "or set NVTOPO_K8S_ASSETS to a directory holding both binaries, or NVTOPO_K8S=skip "
-            "to deselect the Kubernetes tests)"
+            "cannot build the Kubernetes control plane: no Go toolchain on PATH (install "
+            "Go >= 1.26, or set NVTOPO_K8S_ASSETS to a directory holding the four binaries, or "
+            "NVTOPO_K8S=skip to deselect the Kubernetes tests)"
         )
     return go
 
@@ -123,7 +158,7 @@ def _go_env() -> dict[str, str]:
         GOPATH=str(gopath),
         GOMODCACHE=str(gopath / "pkg" / "mod"),
         GOCACHE=str(gopath / "build"),
-        # The binaries are plain Go (etcd and kube-apiserver ship statically linked).
+        # The binaries are plain Go (the control plane ships statically linked).
         CGO_ENABLED="0",
         GOFLAGS="-mod=readonly -buildvcs=false",
     )
@@ -186,7 +221,7 @@ def _kube_ldflags(kube: str) -> str:
 
 
 def build(*, force: bool = False, log: Callable[[str], None] | None = None) -> Binaries:
-    """Build the pinned kube-apiserver and etcd into the cache; a no-op when they are there.
+    """Build the pinned control plane into the cache; a no-op when it is there.
 
     Parameters
     ----------
@@ -200,7 +235,8 @@ def build(*, force: bool = False, log: Callable[[str], None] | None = None) -> B
         return found
     if os.environ.get("NVTOPO_K8S_ASSETS"):
         raise ControlPlaneError(
-            f"NVTOPO_K8S_ASSETS={os.environ['NVTOPO_K8S_ASSETS']} lacks kube-apiserver or etcd"
+            f"NVTOPO_K8S_ASSETS={os.environ['NVTOPO_K8S_ASSETS']} lacks one of "
+            + ", ".join(name for name, _, _ in PACKAGES)
         )
     kube, etcd = pinned_versions()
     directory = _bin_dir()
@@ -213,25 +249,46 @@ def build(*, force: bool = False, log: Callable[[str], None] | None = None) -> B
         nice = ["nice", "-n", "10"] if shutil.which("nice") else []
         say("downloading the pinned Go modules...")
         _go(go, ["mod", "download", "-json", "k8s.io/kubernetes"], nice)
-        targets = (
-            ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver", kube, _kube_ldflags(kube)),
-            ("etcd", "go.etcd.io/etcd/server/v3", etcd, ""),
+        say(
+            f"building Kubernetes {kube} (apiserver, scheduler, controller-manager) and etcd "
+            f"{etcd} into {directory} (first run takes a long while on 2 cores)..."
         )
-        for name, package, version, ldflags in targets:
-            say(
-                f"building {name} {version} into {directory} "
-                "(first run takes several minutes on 2 cores)..."
-            )
-            started = time.monotonic()
-            tmp = directory / f".{name}.tmp"
-            _go(
-                go,
-                ["build", "-trimpath", f"-ldflags=-s -w{ldflags}", "-o", str(tmp), package],
-                nice,
-            )
-            tmp.replace(directory / name)
-            say(f"built {name} {version} in {time.monotonic() - started:.0f} s")
+        started = time.monotonic()
+        staging = directory / ".build"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        # One `go build` of all four shares the compile of their common packages; the -X
+        # flags name packages etcd does not link, which the linker ignores.
+        _go(
+            go,
+            [
+                "build", "-trimpath", f"-ldflags=-s -w{_kube_ldflags(kube)}",
+                "-o", f"{staging}/", *(package for _, package, _ in PACKAGES),
+            ],
+            nice,
+        )  # fmt: skip
+        for name, _, built in PACKAGES:
+            (staging / built).replace(directory / name)
+        shutil.rmtree(staging, ignore_errors=True)
+        say(f"built the control plane in {time.monotonic() - started:.0f} s")
         (directory / "stamp").write_text(_module_digest() + "\n")
     found = find_binaries()
     assert found is not None
     return found
+
+
+def openapi_spec(group_version: str, *, kube: str = SCHEMA_VERSION) -> Path:
+    """The OpenAPI v3 document of ``group_version`` (``resource.k8s.io/v1``) in release ``kube``.
+
+    Taken from the ``k8s.io/kubernetes`` module of that release (``api/openapi-spec/v3``),
+    downloaded into the shared Go module cache on first use.
+    """
+    go = _find_go()
+    group, _, version = group_version.rpartition("/")
+    out = _go(go, ["mod", "download", "-json", f"k8s.io/kubernetes@{kube}"], [])
+    directory = Path(json.loads(out)["Dir"])
+    name = f"apis__{group}__{version}_openapi.json" if group else f"api__{version}_openapi.json"
+    path = directory / "api" / "openapi-spec" / "v3" / name
+    if not path.is_file():
+        raise ControlPlaneError(f"k8s.io/kubernetes@{kube} has no OpenAPI document {name}")
+    return path

@@ -1,6 +1,7 @@
 """Run a throwaway Kubernetes control plane (etcd + kube-apiserver) on loopback ports.
 
-Used by ``scripts/k8s-test-env start`` and by the ``apiserver`` fixture in ``tests/k8s``.
+Used by ``scripts/k8s-test-env start`` and by the ``apiserver`` fixture in ``tests/k8s``;
+:mod:`.components` adds the scheduler and controller-manager on request.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ from pathlib import Path
 from ._pki import render_kubeconfig, write_pki
 from .build import LOG_TAIL_LINES, Binaries, ControlPlaneError
 
-__all__ = ["SERVICE_ACCOUNT_ISSUER", "ControlPlane", "start", "stop_pid"]
+__all__ = ["FEATURE_GATES", "SERVICE_ACCOUNT_ISSUER", "ControlPlane", "start", "stop_pid"]
+
+#: DRA gates nvtopo relies on, stated on every component though v1.37 has them on (GA):
+#: device taints in slices, and DeviceTaintRule objects for companion mode.
+FEATURE_GATES = "DRADeviceTaints=true,DRADeviceTaintRules=true"
 
 # The user the bearer token authenticates as; system:masters passes every RBAC check.
 ADMIN_USER = "nvtopo-admin"
@@ -221,6 +226,7 @@ def start(
         # Only a config value here (no Service traffic); stated to silence its deprecated default.
         "--service-cluster-ip-range=10.0.0.0/24",
         "--profiling=false",
+        f"--feature-gates={FEATURE_GATES}",
         *extra_apiserver_args,
     ]
     procs: list[subprocess.Popen[bytes]] = []

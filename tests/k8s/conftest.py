@@ -1,9 +1,13 @@
-"""Fixtures that run a real etcd + kube-apiserver for the Kubernetes tests.
+"""Fixtures that run a real control plane for the Kubernetes tests.
 
 Like controller-runtime's envtest: the pinned binaries come from ``scripts/k8s-test-env build``
-(built on first use and cached under ``~/.cache/nvtopo/k8s/``), both processes listen on
-free loopback ports for the whole session, and they are stopped at its end. Without Go the
-fixture fails with the reason; ``NVTOPO_K8S=skip`` deselects every test marked ``k8s``.
+(built on first use and cached under ``~/.cache/nvtopo/k8s/``), every process listens on
+free loopback ports for the whole session, and they are stopped at its end. ``apiserver``
+is etcd + kube-apiserver only; a test that needs pods scheduled or claims made from
+templates also asks for ``scheduler`` and/or ``controller_manager``, which start the real
+kube-scheduler / kube-controller-manager once, the first time a test asks. ``ready_nodes``
+makes Node objects the scheduler takes as Ready and untainted. Without Go the fixture fails
+with the reason; ``NVTOPO_K8S=skip`` deselects every test marked ``k8s``.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +44,15 @@ def _load_controlplane() -> Any:
 
 
 controlplane = _load_controlplane()
+
+
+def _fail(problem: str) -> None:
+    # Failed outside an except block so the report is the message, not a chained trace.
+    pytest.fail(
+        f"Kubernetes test environment unavailable: {problem}\n"
+        "(NVTOPO_K8S=skip deselects the k8s tests)",
+        pytrace=False,
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -83,16 +96,48 @@ def apiserver(
     else:
         problem = ""
     if problem:
-        # Failed outside the except block so the report is the message, not a chained trace.
-        pytest.fail(
-            f"Kubernetes test environment unavailable: {problem}\n"
-            "(NVTOPO_K8S=skip deselects the k8s tests)",
-            pytrace=False,
-        )
+        _fail(problem)
     try:
         yield plane
     finally:
         plane.stop()
+
+
+def _component(start: Callable[..., Any], plane: Any) -> Iterator[Any]:
+    try:
+        component = start(plane)
+    except controlplane.ControlPlaneError as exc:
+        problem = str(exc)
+    else:
+        problem = ""
+    if problem:
+        _fail(problem)
+    try:
+        yield component
+    finally:
+        component.stop()
+
+
+@pytest.fixture(scope="session")
+def scheduler(apiserver: Any) -> Iterator[Any]:
+    """The real kube-scheduler (stock profile) bound to the session's apiserver."""
+    yield from _component(controlplane.start_scheduler, apiserver)
+
+
+@pytest.fixture(scope="session")
+def controller_manager(apiserver: Any) -> Iterator[Any]:
+    """The real kube-controller-manager (Jobs, ResourceClaims from templates, GC)."""
+    yield from _component(controlplane.start_controller_manager, apiserver)
+
+
+@pytest.fixture(scope="session")
+def ready_nodes(apiserver: Any) -> Callable[..., None]:
+    """``ready_nodes(names, labels={name: {...}})``: Ready, untainted Node objects."""
+
+    def make(names: Iterable[str], labels: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        controlplane.add_nodes(apiserver, list(names), labels=labels)
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -241,7 +241,7 @@ def test_the_script_runs_a_private_plane_in_a_state_dir(apiserver: Any, tmp_path
         assert shown.stdout == started.stdout
         mine = config.new_client_from_config(config_file=str(state / "kubeconfig"))
         try:
-            assert client.VersionApi(mine).get_code().git_version.startswith("v1.34")
+            assert client.VersionApi(mine).get_code().git_version.startswith("v1.37")
         finally:
             mine.close()
     finally:
