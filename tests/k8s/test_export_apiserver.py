@@ -147,8 +147,10 @@ def test_the_crds_refuse_what_the_api_forbids(
 
 def test_label_objects_apply_to_nodes(k8s_client: ApiClient) -> None:
     raw = RawApi(k8s_client)
+    prefix = f"ex{uuid.uuid4().hex[:4]}-"  # other tests of the session make catalog nodes too
     objects = export(CLUSTER, "labels")[:3]
     for obj in objects:
+        obj["metadata"]["name"] = prefix + obj["metadata"]["name"]
         node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": obj["metadata"]["name"]}}
         raw.request("POST", "/api/v1/nodes", what="node", body=node)
     try:
