@@ -107,9 +107,9 @@ def test_the_time_the_server_stamps_on_a_taint_is_no_change() -> None:
         for t in d.get("taints", []):
             t["timeAdded"] = "2026-12-01T10:00:00Z"
     assert slice_difference(desired, stored) is None
-    stored["spec"]["devices"][0].pop("taints", None)
     for d in stored["spec"]["devices"]:
         d.pop("taints", None)
+    del stored["metadata"]["annotations"]
     assert slice_difference(desired, stored) == "spec changed"
 
 
@@ -210,3 +210,23 @@ def test_dump_and_doctor_say_why_a_gpu_is_tainted(
         f"{NVLINK}=18-of-18-nvlinks-down (NoSchedule) -> the scheduler gives this GPU only to "
         "claims that tolerate the taint; nvtopo publish lifts it once the GPU recovers"
     ]
+
+
+def test_a_server_that_drops_taints_costs_one_write_not_one_per_round() -> None:
+    """Device taints off (the DRADeviceTaints gate before 1.36): the server stores the slice
+    without them. The digest annotation shows nvtopo already sent exactly these taints."""
+    b200 = nvtopo.system("hgx-b200")
+    [desired] = resource_slices(with_lost_nvlinks(b200, [2]), node="n1")
+    assert "topology.nvtopo.dev/taints" in desired["metadata"]["annotations"]
+    stored = copy.deepcopy(desired)
+    for d in stored["spec"]["devices"]:
+        d.pop("taints", None)
+    assert slice_difference(desired, stored) is None
+    [other] = resource_slices(with_lost_nvlinks(b200, [3]), node="n1")
+    assert slice_difference(other, stored) is not None
+    unannotated = copy.deepcopy(stored)
+    del unannotated["metadata"]["annotations"]
+    assert slice_difference(desired, unannotated) == "spec changed"
+    [healed] = resource_slices(b200, node="n1")
+    assert "annotations" not in healed["metadata"]
+    assert slice_difference(healed, stored) is not None

@@ -10,13 +10,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from nvtopo.cli.kube import api_client as kube_api_client
-from nvtopo.cli.output import console, format_option
+from nvtopo.cli.output import console, emit, format_option
 from nvtopo.cli.sources import load_source, source_option
+from nvtopo.dra.taints import TaintEffect
 from nvtopo.exceptions import NvtopoError
 from nvtopo.model.cluster import Cluster
 
@@ -62,6 +64,13 @@ def _sigterm_sets(stop: threading.Event) -> Iterator[None]:
 
 
 def _show(result: Any, fmt: str, reason: str | None) -> None:
+    if fmt == "yaml":
+        doc = result.to_json()
+        if reason is not None:  # watch mode: one YAML document per publish
+            click.echo("---")
+            doc = {"reason": reason, **doc}
+        emit(doc, "yaml")
+        return
     if fmt == "json":
         doc = result.to_json()
         if reason is not None:  # watch mode: one JSON object per line
@@ -109,6 +118,32 @@ def _show(result: Any, fmt: str, reason: str | None) -> None:
             out.print(f"... and {len(result.changes) - _MAX_CHANGE_ROWS} more")
 
 
+@dataclass(frozen=True)
+class _Health:
+    """What the agent writes for GPU health besides its slices (:mod:`nvtopo.dra.health_agent`)."""
+
+    effect: TaintEffect | None = "NoSchedule"
+    companion: bool = False
+    condition: bool = True
+
+    def write(self, api_client: Any, node: str, topology: Any) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        from nvtopo.dra.health_agent import reconcile_node_condition, reconcile_taint_rules
+        from nvtopo.kube.client import RawApi
+        from nvtopo.kube.retry import KubeApiError, api_message
+
+        api = RawApi(api_client)
+        try:
+            if self.condition:
+                reconcile_node_condition(api, node, topology)
+            if self.companion and self.effect is not None:
+                reconcile_taint_rules(api, node, topology, effect=self.effect)
+        except ApiException as exc:
+            what = f"health of node {node}: {api_message(exc)}"
+            raise KubeApiError(what, status=exc.status) from None
+
+
 def _publisher(
     source: str,
     node: str | None,
@@ -116,10 +151,14 @@ def _publisher(
     kubeconfig: str | None,
     dry_run: bool,
     stop: threading.Event,
+    prune: bool = False,
+    health: _Health | None = None,
     labels: bool = False,
 ) -> Callable[[], Any]:
     from nvtopo.dra.publish import node_slices
     from nvtopo.dra.publish import publish as publish_slices
+
+    health = health or _Health()
 
     api_client = kube_api_client(kubeconfig)
     agent_node = node or os.environ.get("NODE_NAME") or socket.gethostname()
@@ -138,19 +177,25 @@ def _publisher(
             )
         if isinstance(obj, Cluster):
             return publish_slices(
-                api_client, obj, node=node, driver=driver, dry_run=dry_run, stop=stop
+                api_client, obj, node=node, driver=driver, dry_run=dry_run, stop=stop, prune=prune
             )
         if not owner:
             owner.append(_owner(api_client, agent_node))
-        slices = node_slices(obj, node=agent_node, driver=driver, owner=owner[0])
+        slices = node_slices(
+            obj, node=agent_node, driver=driver, owner=owner[0], taint_effect=health.effect
+        )
         if len(owner) == 1:  # at start: never beside another driver publishing these GPUs
             from nvtopo.dra.coexist import check_no_shared_gpus
 
-            check_no_shared_gpus(api_client, agent_node, driver, slices)
+            if not health.companion:  # companion mode: NVIDIA's driver publishes them too
+                check_no_shared_gpus(api_client, agent_node, driver, slices)
             owner.append(None)
-        return publish_slices(
-            api_client, {agent_node: slices}, driver=driver, dry_run=dry_run, stop=stop
+        result = publish_slices(
+            api_client, {agent_node: slices}, driver=driver, dry_run=dry_run, stop=stop, prune=prune
         )
+        if not dry_run:
+            health.write(api_client, agent_node, obj)
+        return result
 
     return once
 
@@ -174,8 +219,13 @@ def _apply_labels(api_client: Any, obj: Any, node: str | None, dry_run: bool) ->
     "--node",
     default=None,
     help="node (and pool) name; default: $NODE_NAME, else the host name. With a cluster "
-    "source: publish only this node (default: every node, and delete the pools of nodes "
-    "not in the cluster)",
+    "source: publish only this node (default: every node of the cluster)",
+)
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="also delete the driver's pools of nodes not published here (as kubectl apply "
+    "--prune); without it other nodes' slices are never touched",
 )
 @click.option("--driver", default="gpu.nvtopo.dev", show_default=True, help="DRA driver name")
 @click.option(
@@ -195,24 +245,48 @@ def _apply_labels(api_client: Any, obj: Any, node: str | None, dry_run: bool) ->
 )
 @click.option("--dry-run", is_flag=True, help="show what would change; write nothing")
 @click.option(
+    "--taint-effect",
+    type=click.Choice(["NoSchedule", "NoExecute", "none"]),
+    default="NoSchedule",
+    show_default=True,
+    help="effect of the device taint on a GPU with NVLinks down or a degraded fabric "
+    "(NoExecute also evicts running pods; none: publish no taints)",
+)
+@click.option(
+    "--companion",
+    is_flag=True,
+    help="NVIDIA's GPU driver keeps publishing the GPUs (gpu.nvidia.com): mirror the health "
+    "taints onto its devices as DeviceTaintRules, and do not refuse its slices",
+)
+@click.option(
+    "--node-condition/--no-node-condition",
+    default=True,
+    show_default=True,
+    help="keep the node's NVLinkCliqueDegraded condition up to date",
+)
+@click.option(
     "--labels",
     is_flag=True,
     help="also label the node(s): topology.nvtopo.dev/clique and rack, and nvidia.com/"
     "gpu.clique and accelerator.topograph.run/* where no other component owns them",
 )
 @format_option(
-    ["table", "json"],
+    ["table", "json", "yaml"],
     default="table",
-    help="output format (watch mode: one line, or one JSON object, per publish)",
+    help="output format (watch mode: one line, one JSON object or one YAML document per publish)",
 )
 def publish(
     source: str,
     node: str | None,
+    prune: bool,
     driver: str,
     kubeconfig: str | None,
     once: bool,
     interval: float,
     dry_run: bool,
+    taint_effect: str,
+    companion: bool,
+    node_condition: bool,
     fmt: str,
     labels: bool,
 ) -> None:
@@ -224,7 +298,11 @@ def publish(
     from nvtopo.dra.watch import NvmlEvents, watch
 
     stop = threading.Event()
-    publish_once = _publisher(source, node, driver, kubeconfig, dry_run, stop, labels)
+    effect: TaintEffect | None = None if taint_effect == "none" else taint_effect  # type: ignore[assignment]
+    health = _Health(effect=effect, companion=companion, condition=node_condition)
+    publish_once = _publisher(
+        source, node, driver, kubeconfig, dry_run, stop, prune, health, labels
+    )
     with _sigterm_sets(stop):
         if once:
             _show(publish_once(), fmt, None)
@@ -239,7 +317,8 @@ def publish(
 
             if isinstance(exc, SharedGpuError):
                 raise exc  # refuse to start: retrying cannot help
-            click.echo(f"nvtopo: error: {exc} (trying again at the next wake-up)", err=True)
+            # Not `error:`: the agent carries on, and log scanners must not page on it.
+            click.echo(f"nvtopo: publish failed, retrying at the next wake-up: {exc}", err=True)
 
         try:
             watch(round_, interval=interval, stop=stop, events=events, on_error=failed)

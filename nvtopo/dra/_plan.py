@@ -25,6 +25,7 @@ from decimal import InvalidOperation
 from typing import Any, Literal
 
 from nvtopo.dra.annotation import TOPOLOGY_ANNOTATION, decode_document
+from nvtopo.dra.taints import TAINTS_ANNOTATION
 from nvtopo.exceptions import ParseError
 
 __all__ = [
@@ -51,7 +52,7 @@ LABEL_NODE = "nvtopo.dev/node"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "nvtopo"
 _OWNED_LABELS = (LABEL_DRIVER, LABEL_NODE, LABEL_MANAGED_BY)
-_OWNED_ANNOTATIONS = (TOPOLOGY_ANNOTATION,)
+_OWNED_ANNOTATIONS = (TOPOLOGY_ANNOTATION, TAINTS_ANNOTATION)
 # Set by the server on every object; never compared, never sent back in an update.
 _SERVER_METADATA = ("managedFields",)
 _LABEL_OK = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
@@ -236,9 +237,10 @@ def slice_difference(desired: Mapping[str, Any], existing: Mapping[str, Any]) ->
     >>> slice_difference(a, b)
     'spec changed'
     """
-    if not _same_spec(desired.get("spec") or {}, existing.get("spec") or {}):
-        return "spec changed"
     dmeta, emeta = desired.get("metadata") or {}, existing.get("metadata") or {}
+    dspec, espec = desired.get("spec") or {}, existing.get("spec") or {}
+    if not _same_spec(dspec, espec) and not _taints_dropped(dmeta, emeta, dspec, espec):
+        return "spec changed"
     dlabels, elabels = dmeta.get("labels") or {}, emeta.get("labels") or {}
     for key in _OWNED_LABELS:
         if dlabels.get(key) != elabels.get(key):
@@ -252,6 +254,29 @@ def slice_difference(desired: Mapping[str, Any], existing: Mapping[str, Any]) ->
     ):
         return "owner changed"
     return None
+
+
+def _devices(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [d for d in spec.get("devices") or [] if isinstance(d, Mapping)]
+
+
+def _taints_dropped(
+    dmeta: Mapping[str, Any],
+    emeta: Mapping[str, Any],
+    dspec: Mapping[str, Any],
+    espec: Mapping[str, Any],
+) -> bool:
+    """True when the stored slice is the desired one less its device taints, and nvtopo had
+    sent exactly those taints: a server with device taints off drops them (see
+    :data:`nvtopo.dra.taints.TAINTS_ANNOTATION`), and sending them again changes nothing."""
+    digest = (dmeta.get("annotations") or {}).get(TAINTS_ANNOTATION)
+    if digest is None or (emeta.get("annotations") or {}).get(TAINTS_ANNOTATION) != digest:
+        return False
+    if any(d.get("taints") for d in _devices(espec)):
+        return False
+    bare = {**dspec, "devices": [{k: v for k, v in d.items() if k != "taints"}
+                                 for d in _devices(dspec)]}  # fmt: skip
+    return _same_spec(bare, espec)
 
 
 def same_slice(desired: Mapping[str, Any], existing: Mapping[str, Any]) -> bool:

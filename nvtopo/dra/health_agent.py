@@ -27,6 +27,7 @@ from nvtopo.dra.taints import (
     taint_rules,
 )
 from nvtopo.kube.client import RESOURCE_SLICES, RawApi
+from nvtopo.kube.retry import KubeApiError, api_message
 from nvtopo.model import NodeTopology
 from nvtopo.model.gpu_health import gpu_findings
 
@@ -103,10 +104,17 @@ def reconcile_node_condition(
     A conflict with another writer of the node's status (the kubelet's heartbeat) is read
     again and retried.
     """
+    from kubernetes.client.exceptions import ApiException
+
     wanted = node_condition(topology)
     path = RawApi.item(_NODES, node)
     for _ in range(5):
-        obj = api.request("GET", path, what=f"node {node}")
+        try:
+            obj = api.request("GET", path, what=f"node {node}")
+        except ApiException as exc:
+            if exc.status == 404:  # no Node object (a test cluster, a node being removed)
+                return False
+            raise KubeApiError(f"node {node}: {api_message(exc)}", status=exc.status) from None
         conditions: list[dict[str, Any]] = list((obj.get("status") or {}).get("conditions") or [])
         old = next((c for c in conditions if c.get("type") == CONDITION_TYPE), None)
         if old is not None and all(old.get(k) == v for k, v in wanted.items()):
@@ -120,15 +128,14 @@ def reconcile_node_condition(
         }
         others = [c for c in conditions if c.get("type") != CONDITION_TYPE]
         obj.setdefault("status", {})["conditions"] = [*others, new]
-        from kubernetes.client.exceptions import ApiException
-
         try:
             api.request("PUT", f"{path}/status", what=f"status of node {node}", body=obj)
             return True
         except ApiException as exc:
             if exc.status != 409:
-                raise
-    raise RuntimeError(f"node {node}: its status kept changing under five tries")
+                what = f"status of node {node}: {api_message(exc)}"
+                raise KubeApiError(what, status=exc.status) from None
+    raise KubeApiError(f"status of node {node}: it kept changing under five tries", status=409)
 
 
 def reconcile_taint_rules(

@@ -47,6 +47,7 @@ from nvtopo.dra.annotation import TOPOLOGY_ANNOTATION, encode_topology
 from nvtopo.dra.attributes import DEFAULT_SET_SIZES
 from nvtopo.dra.limits import MAX_DEVICES_PER_SLICE
 from nvtopo.dra.slices import DEFAULT_DRIVER, cluster_resource_slices, resource_slices
+from nvtopo.dra.taints import TaintEffect
 from nvtopo.exceptions import NvtopoError
 from nvtopo.kube.client import RESOURCE_SLICES, RawApi
 from nvtopo.kube.retry import KubeApiError, RetryPolicy, api_message
@@ -150,7 +151,7 @@ def _annotate(slices: list[Manifest], text: str, owner: dict[str, Any] | None) -
     for i, s in enumerate(slices):
         meta = s["metadata"]
         if i == 0:
-            meta["annotations"] = {TOPOLOGY_ANNOTATION: text}
+            meta.setdefault("annotations", {})[TOPOLOGY_ANNOTATION] = text
         if owner is not None:
             meta["ownerReferences"] = [dict(owner)]
     return slices
@@ -165,9 +166,11 @@ def node_slices(
     owner: dict[str, Any] | None = None,
     max_devices_per_slice: int = MAX_DEVICES_PER_SLICE,
     set_sizes: Iterable[int] = DEFAULT_SET_SIZES,
+    taint_effect: TaintEffect | None = "NoSchedule",
 ) -> list[Manifest]:
     """The slices :func:`publish` writes for one node: :func:`~nvtopo.dra.resource_slices`
     plus the topology annotation on the first slice and, when given, an owner reference.
+    ``taint_effect`` is the effect of the health taints (None: no taints).
 
     Examples
     --------
@@ -183,6 +186,7 @@ def node_slices(
         max_devices_per_slice=max_devices_per_slice,
         set_sizes=set_sizes,
         clique=clique,
+        taint_effect=taint_effect,
     )
     return _annotate(slices, encode_topology(topology), owner)
 
@@ -375,7 +379,7 @@ def publish(
     *,
     node: str | None = None,
     driver: str = DEFAULT_DRIVER,
-    prune: bool | None = None,
+    prune: bool = False,
     dry_run: bool = False,
     retry: RetryPolicy | None = None,
     workers: int = 8,
@@ -390,7 +394,8 @@ def publish(
     api_client
         A ``kubernetes.client.ApiClient``.
     desired
-        A :class:`~nvtopo.Cluster` (every node; pools of nodes not in it are deleted), a
+        A :class:`~nvtopo.Cluster` (every node; with ``prune``, pools of nodes not in it are
+        deleted), a
         :class:`~nvtopo.NodeTopology` (one node, named by ``node``), or a mapping of node
         name to that node's slice manifests (:func:`node_slices`).
     node
@@ -399,8 +404,9 @@ def publish(
     driver
         The DRA driver name the slices are published under.
     prune
-        Delete the pools of other nodes of the driver; default: True for a whole cluster,
-        False otherwise.
+        Also delete the pools of the driver's other nodes (those not in ``desired``). Off by
+        default, even for a whole cluster, as kubectl's ``--prune``: a cluster file that
+        misses nodes must not take their GPUs away.
     dry_run
         Read and plan only: the result lists what would change; nothing is written.
     retry
@@ -425,8 +431,6 @@ def publish(
     """
     started = time.perf_counter()
     pools = _desired(desired, node, driver)
-    whole = isinstance(desired, Cluster) and node is None
-    prune = whole if prune is None else prune
 
     def sleep(seconds: float) -> None:
         if stop is None:

@@ -37,7 +37,7 @@ from nvtopo.dra.limits import (
     check_driver_name,
     check_resource_slice,
 )
-from nvtopo.dra.taints import TaintEffect, device_taints
+from nvtopo.dra.taints import TAINTS_ANNOTATION, TaintEffect, device_taints, taints_digest
 from nvtopo.model import NodeTopology
 from nvtopo.model.cluster import Cluster, ClusterNode
 
@@ -120,11 +120,19 @@ def _pool_slices(
         for i in range(0, len(devices), max_devices_per_slice)
     ] or [[]]
     pool = {"name": node, "generation": generation, "resourceSliceCount": len(chunks)}
+
+    def metadata(i: int, chunk: list[dict[str, Any]]) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": slice_name(node, driver, i)}
+        digest = taints_digest(chunk)
+        if digest is not None:
+            meta["annotations"] = {TAINTS_ANNOTATION: digest}
+        return meta
+
     return [
         {
             "apiVersion": API_VERSION,
             "kind": "ResourceSlice",
-            "metadata": {"name": slice_name(node, driver, i)},
+            "metadata": metadata(i, chunk),
             "spec": {
                 "driver": driver,
                 "nodeName": node,

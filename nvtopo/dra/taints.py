@@ -26,6 +26,7 @@ from nvtopo.model.gpu_health import GpuFinding, gpu_findings
 
 __all__ = [
     "COMPANION_DRIVER",
+    "TAINTS_ANNOTATION",
     "TAINT_EFFECTS",
     "TAINT_RULE_API_VERSION",
     "TaintEffect",
@@ -42,6 +43,11 @@ TAINT_EFFECTS: tuple[TaintEffect, ...] = ("NoSchedule", "NoExecute")
 TAINT_RULE_API_VERSION = "resource.k8s.io/v1"
 #: The driver name of NVIDIA's DRA GPU driver, whose devices companion mode taints.
 COMPANION_DRIVER = "gpu.nvidia.com"
+#: Annotation on a slice whose devices carry taints: a digest of those taints. An API server
+#: with device taints turned off (the DRADeviceTaints gate before Kubernetes 1.36) drops them
+#: from what it stores; the digest lets the publisher see that it already sent exactly these
+#: and write nothing more until they change.
+TAINTS_ANNOTATION = "topology.nvtopo.dev/taints"
 #: Label on every DeviceTaintRule nvtopo owns, with the node it is for.
 RULE_NODE_LABEL = "nvtopo.dev/node"
 RULE_MANAGED_BY = {"app.kubernetes.io/managed-by": "nvtopo"}
@@ -69,6 +75,18 @@ def device_taints(gpu: Gpu, *, effect: TaintEffect = "NoSchedule") -> list[dict[
     if effect not in TAINT_EFFECTS:
         raise ValueError(f"taint effect must be NoSchedule or NoExecute, not {effect!r}")
     return [_taint(f, effect) for f in gpu_findings(gpu)]
+
+
+def taints_digest(devices: Iterable[Mapping[str, Any]]) -> str | None:
+    """A digest of the devices' taints (key, value, effect; not ``timeAdded``), None without."""
+    found = sorted(
+        (str(d.get("name")), t.get("key"), t.get("value"), t.get("effect"))
+        for d in devices
+        for t in d.get("taints") or []
+    )
+    if not found:
+        return None
+    return hashlib.sha256(repr(found).encode()).hexdigest()[:16]
 
 
 def taint_rule_name(node: str, device: str, finding: GpuFinding) -> str:

@@ -235,3 +235,77 @@ def test_the_node_condition_is_written_once_and_flips_back(
     obj = api.request("GET", RawApi.item("/api/v1/nodes", node), what=node)
     [cond] = [c for c in obj["status"]["conditions"] if c["type"] == CONDITION_TYPE]
     assert cond["status"] == "False"
+
+
+def test_a_server_with_device_taints_off_drops_them_and_republish_writes_nothing(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A real kube-apiserver with the DRADeviceTaints gate off stores the slice without its
+    taints; the digest annotation keeps the publisher from rewriting it every round."""
+    from kubernetes import config
+
+    from .conftest import controlplane
+    from .restartable import RestartablePlane
+
+    gates = "--feature-gates=DRADeviceTaints=false,DRADeviceTaintRules=false"
+    plane = RestartablePlane(controlplane, tmp_path_factory.mktemp("k8s-no-taints"), (gates,))
+    try:
+        client = config.new_client_from_config(config_file=str(plane.plane.kubeconfig))  # type: ignore[no-untyped-call]
+        b200 = with_lost_nvlinks(nvtopo.system("hgx-b200"), [2])
+        first = publish(client, b200, node="gate-off", driver="g.nvtopo.dev")
+        stored = _devices(RawApi(client), "g.nvtopo.dev", "gate-off")
+        assert first.writes >= 1
+        assert not any(d.get("taints") for d in stored.values()), "the gate is off: dropped"
+        again = publish(client, b200, node="gate-off", driver="g.nvtopo.dev")
+        assert again.writes == 0
+        other = with_lost_nvlinks(nvtopo.system("hgx-b200"), [3])
+        assert publish(client, other, node="gate-off", driver="g.nvtopo.dev").writes == 1
+        client.close()
+    finally:
+        plane.close()
+
+
+def test_publish_companion_mirrors_the_taint_onto_nvidias_device(
+    apiserver: Any,
+    k8s_client: ApiClient,
+    ready_nodes: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`nvtopo publish --companion`: NVIDIA's slice for the same GPUs is expected, not refused,
+    and its device of the degraded GPU gets a DeviceTaintRule; without --companion the agent
+    refuses to publish GPUs another driver publishes."""
+    import json
+
+    from nvtopo.cli import main
+    from nvtopo.formats.jsonio import node_to_json
+
+    node = f"cm-{_uid()}"
+    ready_nodes([node])
+    api = RawApi(k8s_client)
+    tray = with_lost_nvlinks(nvtopo.system("gb200-tray"), [2])
+    path = tmp_path / "tray.json"
+    path.write_text(json.dumps(node_to_json(tray)))
+    nvidia = _nvidia_slice(tray, node, "gpu.nvidia.com")
+    api.request("POST", RESOURCE_SLICES, what="slice", body=nvidia)
+    base = ["publish", "--source", f"file:{path}", "--node", node, "--driver",
+            f"cm{_uid()}.nvtopo.dev", "--once", "--format", "json",
+            "--kubeconfig", str(apiserver.kubeconfig)]  # fmt: skip
+    try:
+        assert main(base) == 1
+        err = capsys.readouterr().err
+        assert "gpu.nvidia.com" in err and len(err.strip().splitlines()) == 1
+        assert main([*base, "--companion"]) == 0
+        capsys.readouterr()
+        rules = list(
+            api.list(DEVICE_TAINT_RULES, what="rules", label_selector=f"nvtopo.dev/node={node}")
+        )
+        assert [r["spec"]["deviceSelector"] for r in rules] == [
+            {"driver": "gpu.nvidia.com", "pool": node, "device": "gpu-2"}
+        ]
+    finally:
+        for r in api.list(
+            DEVICE_TAINT_RULES, what="rules", label_selector=f"nvtopo.dev/node={node}"
+        ):
+            api.request("DELETE", RawApi.item(DEVICE_TAINT_RULES, r["metadata"]["name"]), what="r")
+        api.request("DELETE", RawApi.item(RESOURCE_SLICES, nvidia["metadata"]["name"]), what="s")
