@@ -16,6 +16,7 @@ from nvtopo.cli.allocator import allocator
 from nvtopo.cli.compute_domain import compute_domain
 from nvtopo.cli.doctor import doctor
 from nvtopo.cli.dump import dump
+from nvtopo.cli.export import export
 from nvtopo.cli.imex import imex
 from nvtopo.cli.kubelet_plugin import kubelet_plugin
 from nvtopo.cli.launch import launch
@@ -48,6 +49,7 @@ cli.add_command(launch)
 cli.add_command(doctor)
 cli.add_command(serve)
 cli.add_command(allocator)
+cli.add_command(export)
 
 
 def _show_warning(message: Warning | str, *_args: object, **_kwargs: object) -> None:

@@ -153,6 +153,7 @@ def _publisher(
     stop: threading.Event,
     prune: bool = False,
     health: _Health | None = None,
+    labels: bool = False,
 ) -> Callable[[], Any]:
     from nvtopo.dra.publish import node_slices
     from nvtopo.dra.publish import publish as publish_slices
@@ -170,6 +171,10 @@ def _publisher(
             obj: Any = discover(name=agent_node)
         else:
             obj = load_source(source)
+        if labels:
+            _apply_labels(
+                api_client, obj, node if isinstance(obj, Cluster) else agent_node, dry_run
+            )
         if isinstance(obj, Cluster):
             return publish_slices(
                 api_client, obj, node=node, driver=driver, dry_run=dry_run, stop=stop, prune=prune
@@ -193,6 +198,19 @@ def _publisher(
         return result
 
     return once
+
+
+def _apply_labels(api_client: Any, obj: Any, node: str | None, dry_run: bool) -> None:
+    # Node labels (topology.nvtopo.dev/clique and rack, and the shared clique keys no other
+    # component owns): nvtopo.dra.labels_apply. A line per node on stderr keeps stdout as is.
+    from nvtopo.cli.compute_domain import as_cluster
+    from nvtopo.dra.labels_apply import apply_cluster_labels
+    from nvtopo.model import ClusterNode
+
+    if not isinstance(obj, Cluster):
+        obj = Cluster((ClusterNode(str(node), obj),))
+    for result in apply_cluster_labels(api_client, as_cluster(obj), node=node, dry_run=dry_run):
+        click.echo(f"labels: {result.summary()}", err=True)
 
 
 @click.command()
@@ -246,6 +264,12 @@ def _publisher(
     show_default=True,
     help="keep the node's NVLinkCliqueDegraded condition up to date",
 )
+@click.option(
+    "--labels",
+    is_flag=True,
+    help="also label the node(s): topology.nvtopo.dev/clique and rack, and nvidia.com/"
+    "gpu.clique and accelerator.topograph.run/* where no other component owns them",
+)
 @format_option(
     ["table", "json", "yaml"],
     default="table",
@@ -264,6 +288,7 @@ def publish(
     companion: bool,
     node_condition: bool,
     fmt: str,
+    labels: bool,
 ) -> None:
     """Publish this node's GPUs as DRA ResourceSlices and keep them up to date.
 
@@ -275,7 +300,9 @@ def publish(
     stop = threading.Event()
     effect: TaintEffect | None = None if taint_effect == "none" else taint_effect  # type: ignore[assignment]
     health = _Health(effect=effect, companion=companion, condition=node_condition)
-    publish_once = _publisher(source, node, driver, kubeconfig, dry_run, stop, prune, health)
+    publish_once = _publisher(
+        source, node, driver, kubeconfig, dry_run, stop, prune, health, labels
+    )
     with _sigterm_sets(stop):
         if once:
             _show(publish_once(), fmt, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ __all__ = ["SOURCE_HELP", "document_text", "load_source", "read_text", "source_o
 
 SOURCE_HELP = (
     "nvml (live, default), system:NAME (catalog), smi-topo:PATH (`nvidia-smi topo -m`), "
-    "smi-xml:PATH (`nvidia-smi -q -x`) or file:PATH (nvtopo JSON or YAML); PATH '-' reads stdin"
+    "smi-xml:PATH (`nvidia-smi -q -x`), file:PATH (nvtopo JSON or YAML; PATH '-' reads stdin) "
+    "or kube[:KUBECONFIG] (the cluster read back from the apiserver: the ResourceSlices of "
+    "$NVTOPO_DRIVER, default gpu.nvtopo.dev, and the ResourceClaims that hold GPUs)"
 )
 
 
@@ -78,6 +81,23 @@ def read_text(spec: str, path: str) -> str:
     except OSError as exc:
         raise NvtopoError(f"{path}: {exc.strerror}") from None
     return decode_text(data, path)
+
+
+def _from_kubernetes(kubeconfig: str | None) -> Cluster:
+    """The cluster as the apiserver holds it, through the CLI's one kubeconfig loader."""
+    from nvtopo.cli.kube import api_client
+    from nvtopo.kube.readback import cluster_from_kubernetes
+
+    driver = os.environ.get("NVTOPO_DRIVER") or "gpu.nvtopo.dev"
+    client = api_client(kubeconfig)
+    try:
+        cluster = cluster_from_kubernetes(client, driver=driver, name="kube")
+    finally:
+        client.close()
+    if not cluster.nodes:
+        host = client.configuration.host
+        raise NvtopoError(f"--source kube: {host} has no ResourceSlices of {driver}")
+    return cluster
 
 
 # What a top-level value that is not an object was.
@@ -163,4 +183,6 @@ def load_source(spec: str) -> NodeTopology | Cluster:
         if doc["kind"] == "Cluster":
             return cluster_from_json(doc, source=where)
         return node_from_json(doc, source=where)
+    if kind == "kube":
+        return _from_kubernetes(arg or None)
     raise NvtopoError(f"--source {spec!r}: unknown source; use {SOURCE_HELP}")
