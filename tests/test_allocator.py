@@ -217,10 +217,15 @@ def test_own_writes_are_overlaid_until_the_view_echoes_them() -> None:
     after["metadata"]["resourceVersion"] = "9"
     after["status"] = {"allocation": allocation_result("n", (("gpus", DRIVER, "n", "gpu-0"),))}
     watched = Watched(RawApi(None))
-    watched.wrote(after)
+    watched.wrote(before, after)
     # The view still has the claim as it was: the write is what the allocator plans on.
     assert watched.claims(snap(before))[("ns", "c0")] is after
-    # The view caught up: its object is used, and the overlay is gone for good.
-    echoed = copy.deepcopy(after)
-    assert watched.claims(snap(echoed))[("ns", "c0")] is echoed
+    # The view moved on (here a later change after the write): its object is used, and the
+    # overlay is gone for good.
+    later = copy.deepcopy(after)
+    later["metadata"]["resourceVersion"] = "12"
+    assert watched.claims(snap(later))[("ns", "c0")] is later
     assert watched.claims(snap(before))[("ns", "c0")] is before
+    # Deleted: not brought back.
+    watched.wrote(before, after)
+    assert watched.claims(snap()) == {}

@@ -275,7 +275,7 @@ class Allocator:
                 body,
                 f"allocation of claim {c.namespace}/{c.claim}",
             )
-            self.watched.wrote(done)
+            self.watched.wrote(body, done)
             count += 1
             result.claim_writes += 1
             if self.on_claim_written is not None:

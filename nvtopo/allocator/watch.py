@@ -64,7 +64,7 @@ class Watched:
         self._shared = view
         self._own: ClusterView | None = None
         self._lock = threading.Lock()
-        # claim key -> (resourceVersion the apiserver gave our write, the object, when)
+        # claim key -> (resourceVersion we wrote over, the object the write returned, when)
         self._pending: dict[tuple[str, str], tuple[str, Mapping[str, Any], float]] = {}
 
     def view(self, topology_driver: str, driver: str) -> ClusterView:
@@ -99,21 +99,28 @@ class Watched:
         return view
 
     def claims(self, snapshot: Snapshot) -> Claims:
-        """The snapshot's claims with the allocator's own writes it has not echoed yet."""
+        """The snapshot's claims with the allocator's own writes it has not echoed yet.
+
+        A write stays overlaid while the view still holds the very version it replaced;
+        once the view moved on (our write, a later change, the claim deleted) the view wins.
+        A view further behind than that loses the overlay early; the fresh read before the
+        next write still keeps the devices from being given twice.
+        """
         out: Claims = {_key(c): c for c in snapshot.claims}
         now = time.monotonic()
         with self._lock:
-            for key, (rv, obj, at) in list(self._pending.items()):
-                if _rv(out.get(key)) == rv or now - at > _OVERLAY_TTL:
-                    del self._pending[key]  # the view has it (or something newer, long since)
-                else:
+            for key, (replaced, obj, at) in list(self._pending.items()):
+                seen = out.get(key)
+                if seen is not None and _rv(seen) == replaced and now - at <= _OVERLAY_TTL:
                     out[key] = obj
+                else:
+                    del self._pending[key]
         return out
 
-    def wrote(self, claim: Mapping[str, Any]) -> None:
-        """Overlay ``claim`` (as the apiserver returned it) until the view echoes it."""
+    def wrote(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
+        """Overlay ``after`` (what the apiserver returned for a write over ``before``)."""
         with self._lock:
-            self._pending[_key(claim)] = (_rv(claim), claim, time.monotonic())
+            self._pending[_key(after)] = (_rv(before), after, time.monotonic())
 
     def fresh_claims(self) -> Claims:
         """Every claim as the apiserver has it now (a quorum list, not the view)."""

@@ -92,11 +92,15 @@ def test_a_pass_reads_the_shared_view_not_the_slices(env: Env, view: ClusterView
     worker = env.allocator(view=view)
     calls = _recording(worker)
     result = worker.run_once()
-    assert result.placed == [f"{env.namespace}/a"], result
+    # The allocator sees the whole cluster: gated pods other tests left behind may be
+    # handled in the same pass; only this namespace's gang is checked.
+    assert f"{env.namespace}/a" in result.placed, result
     gets = [path for method, path in calls if method == "GET"]
     assert not [p for p in gets if "resourceslices" in p], gets
-    # One quorum read of the claims, right before the writes (the view may lag).
-    assert len([p for p in gets if p.endswith("/resourceclaims")]) == 1, gets
+    # A quorum read of the claims right before each gang's writes (the view may lag), and
+    # one per pass for journals left by a crash: nothing else.
+    fresh = len([p for p in gets if p.endswith("/resourceclaims")])
+    assert 1 <= fresh <= len(result.placed) + 1, gets
     worker.close()  # a shared view is not the allocator's to stop
     assert view.stats["lists"] == lists
     env.bound(pods)
@@ -118,7 +122,7 @@ def test_a_claim_the_view_missed_is_not_given_twice(env: Env, view: ClusterView)
     env.occupy(node, ["gpu-2"])
     env.pod("wants-4", "", claim="four")
     result = env.allocator(view=view).run_once()
-    assert not result.placed and not result.claim_writes, result
+    assert f"{env.namespace}/wants-4" not in result.placed, result
     [pod] = env.pods(["wants-4"])
     assert gated(pod)
     used = devices_in_claims(env.claims(), env.driver)
@@ -145,7 +149,7 @@ def test_own_writes_count_before_the_view_echoes_them(env: Env, view: ClusterVie
     # Planned on the frozen view, b would take a's GPUs and be turned back by the fresh
     # read; the allocator's own write is overlaid until the view echoes it.
     result = worker.run_once()
-    assert result.placed == [f"{env.namespace}/b"] and result.claim_writes == 1, result
+    assert f"{env.namespace}/b" in result.placed, result
     used = devices_in_claims(env.claims(), env.driver)
     assert len(used) == len(set(used)) == 4
     env.bound(["a", "b"])
