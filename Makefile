@@ -59,7 +59,7 @@ $(TORCH_VENV)/.installed:
 	touch $@
 
 test-python: build k8s-env mpi-env torch-env ## pytest (gpu tests skip without NVML; NVTOPO_K8S=skip leaves out tests/k8s)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	NVTOPO_HYPOTHESIS=$${NVTOPO_HYPOTHESIS:-ci} $(PY) -m pytest -q $(PYTEST_ARGS)
 
 test: build test-rust test-python ## build and run every test
 	$(PY) -m mypy.stubtest nvtopo._core --allowlist tests/stubtest-allowlist.txt

@@ -383,3 +383,46 @@ def random_place(
     return _placement(
         state, ((name, tuple(sorted(rng.sample(sorted(state.free[name]), per)))) for name in chosen)
     )
+
+
+def _domains(state: SimpleClusterState) -> dict[str, list[str]]:
+    """Node names by domain (a node without a clique is its own), names in order."""
+    out: dict[str, list[str]] = {}
+    for name in state.names:
+        out.setdefault(state.clique[name] or name, []).append(name)
+    return out
+
+
+def first_rack_place(state: SimpleClusterState, request: RequestLike) -> SimplePlacement | None:
+    """First-rack greedy: the first domain (by id) with enough nodes of room, its first
+    nodes by name; when no domain holds the job, first-fit over the whole cluster."""
+    count, per = _shape(request)
+    for names in (v for _, v in sorted(_domains(state).items())):
+        fits = [n for n in names if len(state.free[n]) >= per]
+        if len(fits) >= count:
+            return _placement(
+                state, ((n, tuple(sorted(state.free[n])[:per])) for n in fits[:count])
+            )
+    return first_fit_place(state, request)
+
+
+def bin_pack_place(state: SimpleClusterState, request: RequestLike) -> SimplePlacement | None:
+    """KAI-style bin packing: the fullest domain that holds the job (fewest free GPUs), in
+    it the fullest nodes that fit; when none holds it, the fullest nodes of the cluster."""
+    count, per = _shape(request)
+    best: tuple[int, str, list[str]] | None = None
+    for key, names in _domains(state).items():
+        fits = [n for n in names if len(state.free[n]) >= per]
+        if len(fits) < count:
+            continue
+        free = sum(len(state.free[n]) for n in names)
+        if best is None or (free, key) < best[:2]:
+            best = (free, key, fits)
+    if best is not None:
+        fits = best[2]
+    else:
+        fits = [n for n in state.names if len(state.free[n]) >= per]
+        if len(fits) < count:
+            return None
+    chosen = sorted(fits, key=lambda n: (len(state.free[n]), n))[:count]
+    return _placement(state, ((n, tuple(sorted(state.free[n])[:per])) for n in chosen))

@@ -28,13 +28,15 @@ __all__ = ["FULL", "QUICK", "PlaceConfig", "run"]
 @dataclass(frozen=True)
 class PlaceConfig:
     cluster: str = "gb200-nvl72x1024"
+    scaling: tuple[int, ...] = (1024, 4096)  # racks of the size-independence table
+    scaling_ops: int = 3000
     load: float = 0.75  # share of GPUs in use before the timed steady phase
     ops: int = 20_000  # placements in the steady phase (each after one release)
     seed: int = 7
 
 
 FULL = PlaceConfig()
-QUICK = PlaceConfig(cluster="gb200-nvl72x4", ops=200)
+QUICK = PlaceConfig(cluster="gb200-nvl72x4", ops=200, scaling=(4, 16), scaling_ops=100)
 
 GANG = (16, 4)  # nodes × GPUs per node
 #: Mixed sizes: (weight, nodes, GPUs per node).
@@ -143,8 +145,134 @@ def memory_probe(cluster: str) -> dict[str, int]:
     return data
 
 
+#: Calls of the size-independence table: (label, request or None for free_count).
+_CALLS: tuple[tuple[str, nvtopo.PlacementRequest | None], ...] = (
+    ("allocate 1 GPU", nvtopo.PlacementRequest(1, domain="preferred")),
+    ("allocate 4-node gang", nvtopo.PlacementRequest(16, nodes=4, domain="required")),
+    ("allocate 16-node gang", nvtopo.PlacementRequest(64, nodes=16, domain="required")),
+    ("allocate 18-node gang", nvtopo.PlacementRequest(72, nodes=18, domain="required")),
+    ("allocate 30-node `preferred` gang (spans racks)", nvtopo.PlacementRequest(120, nodes=30)),
+    ("free_count", None),
+)
+
+
+def _scaling_run(racks: int, cfg: PlaceConfig) -> tuple[float, float, dict[str, list[int]]]:
+    """Load time (cluster build, ClusterState) and per-call times at 75% load, each call
+    followed by the release of what it took (so the load stays put)."""
+    t0 = time.perf_counter()
+    cluster = nvtopo.cluster(f"gb200-nvl72x{racks}")
+    build_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    state = nvtopo.ClusterState(cluster)
+    load_s = time.perf_counter() - t0
+    rng = random.Random(cfg.seed)
+    total = cluster.gpu_count
+    used = 0
+    filler = nvtopo.PlacementRequest(16, nodes=4, domain="required")
+    singles = nvtopo.PlacementRequest(2)
+    while used < cfg.load * total:
+        req = filler if rng.random() < 0.7 else singles
+        try:
+            state.allocate(req)
+        except nvtopo.InfeasibleError:
+            break
+        used += req.gpus
+    clock = time.perf_counter_ns
+    times: dict[str, list[int]] = {label: [] for label, _ in _CALLS}
+    times["release"] = []
+    for _ in range(cfg.scaling_ops):
+        for label, req in _CALLS:
+            if req is None:
+                t0 = clock()
+                state.free_count  # noqa: B018 - the property is what is timed
+                times[label].append(clock() - t0)
+                continue
+            t0 = clock()
+            try:
+                a = state.allocate(req)
+            except nvtopo.InfeasibleError:
+                continue  # no room at this load: timed only where it fits
+            times[label].append(clock() - t0)
+            t0 = clock()
+            state.release(a)
+            times["release"].append(clock() - t0)
+    return build_s, load_s, times
+
+
+def _scaling(cfg: PlaceConfig, section: Section) -> None:
+    small, large = cfg.scaling
+    runs = {r: _scaling_run(r, cfg) for r in (small, large)}
+    labels = [label for label, _ in _CALLS] + ["release"]
+    rows = []
+    growth = 0.0
+    worst = {small: 0.0, large: 0.0}
+    for label in labels:
+        a, b = runs[small][2][label], runs[large][2][label]
+        if not a or not b:
+            rows.append((label, "no room", "", "", "", ""))
+            continue
+        ratio = median(b) / median(a)
+        if label != "free_count":
+            growth = max(growth, ratio)
+            worst[small] = max(worst[small], percentile(a, 99))
+            worst[large] = max(worst[large], percentile(b, 99))
+        rows.append(
+            (
+                label,
+                fmt_ns(median(a)),
+                fmt_ns(percentile(a, 99)),
+                fmt_ns(median(b)),
+                fmt_ns(percentile(b, 99)),
+                f"{ratio:.2f}×",
+            )
+        )
+    section.tables.append(
+        Table(
+            f"Cost per call at {small:,} and {large:,} NVL72 racks, 75% of GPUs in use, "
+            "through Python",
+            (
+                "call",
+                f"{small:,} racks p50",
+                f"{small:,} racks p99",
+                f"{large:,} racks p50",
+                f"{large:,} racks p99",
+                "growth of the median",
+            ),
+            tuple(rows),
+            (
+                f"Load: {small:,} racks: catalog cluster {runs[small][0]:.2f} s, `ClusterState` "
+                f"{runs[small][1]:.2f} s; {large:,} racks: catalog cluster {runs[large][0]:.2f} "
+                f"s, `ClusterState` {runs[large][1]:.2f} s. Each allocation is released right "
+                f"after ({cfg.scaling_ops:,} rounds), so the load stays at 75%.",
+            ),
+        )
+    )
+    load_large = runs[large][1]
+    section.targets += [
+        Target(
+            f"`place` / `allocate`, {small:,} and {large:,} racks, through Python",
+            f"p99 ≤ 50 µs at {small:,}, ≤ 100 µs at {large:,}",
+            f"slowest p99 {fmt_ns(worst[small])} and {fmt_ns(worst[large])}",
+            worst[small] <= 50_000 and worst[large] <= 100_000,
+        ),
+        Target(
+            "`allocate`, `release`, `free_count` cost growth from 1,024 to 4,096 racks",
+            "≤ 1.5×",
+            f"largest growth of a median {growth:.2f}×",
+            growth <= 1.5,
+        ),
+        Target(
+            f"`ClusterState` load, {large:,} racks",
+            "≤ 0.5 s",
+            f"{load_large:.2f} s",
+            load_large <= 0.5,
+        ),
+    ]
+
+
 def run(cfg: PlaceConfig = FULL) -> Section:
     section = Section(f"Multi-node placement on {cfg.cluster} (`ClusterState`)")
+    _scaling(cfg, section)
     t0 = time.perf_counter()
     cluster = nvtopo.cluster(cfg.cluster)
     build_s = time.perf_counter() - t0

@@ -40,6 +40,10 @@ SYSTEMS = ("dgx1-v100", "dgx-h100", "dgx2-v100", "pcie-8x-l40s")
 SIXTEEN = "dgx2-v100"
 DESIGN_SYSTEM, LOST_GPU = "hgx-b200", 2
 BASELINES = ("first-fit", "device plugin")
+#: The device plugin's policy is a Python rendering of go-gpuallocator's best-effort
+#: policy: a reference for which sets it picks, never for its speed (the real Go code is
+#: about 5× faster on 8 GPUs and far slower at k ≥ 9 on 16; DESIGN.md quotes it).
+RENDERING = "device plugin policy (Python rendering; sets only)"
 
 
 @dataclass(frozen=True)
@@ -198,12 +202,6 @@ def _every_k(
         nv_sum += nv_med
         bf_sum += bf_med
         same = brute_force_select(topo, k, matrix=m)[0] == tuple(select(topo, k).gpus)
-        t0 = time.perf_counter_ns()
-        try:
-            device_plugin_best_effort(topo, k, budget_s=cfg.every_k_dp_budget_s)
-            dp = fmt_ns(time.perf_counter_ns() - t0)
-        except DidNotFinish:
-            dp = f"> {cfg.every_k_dp_budget_s:g} s (did not finish)"
         rows.append(
             (
                 str(k),
@@ -212,7 +210,6 @@ def _every_k(
                 fmt_ns(bf_med),
                 fmt_ratio(bf_med / nv_med),
                 "yes" if same else "NO",
-                dp,
                 f"{count_splits(n, k):,}",
             )
         )
@@ -222,19 +219,19 @@ def _every_k(
             "k",
             "nvtopo median",
             "nvtopo p99",
-            "brute force",
-            "speed-up",
+            "brute force (plain Python)",
+            "ratio to plain Python",
             "same set",
-            "device plugin",
-            "splits it scores",
+            "splits NVIDIA's policy scores",
         ),
         tuple(rows),
         (
             f"Sum over k: nvtopo {fmt_ns(nv_sum)}, brute force {fmt_ns(bf_sum)} "
             f"({fmt_ratio(bf_sum / nv_sum)} faster).",
             "Brute force: `itertools.combinations` over Contract 1 in plain Python "
-            "(`benches/baselines.py`). Device plugin: this repository's Python rendering of "
-            "the best-effort policy, stopped at its time budget.",
+            "(`benches/baselines.py`), so the ratio mixes languages; the Rust-against-Rust "
+            "comparison is in the section above. NVIDIA's policy scores every split of the "
+            "free GPUs (last column); DESIGN.md quotes its measured 2–24 s at k = 2..15.",
         ),
     )
     return table, worst, bf_sum / nv_sum, ratios
@@ -292,14 +289,15 @@ def run(cfg: Config = FULL) -> Section:
                 fmt_ns(nv),
                 fmt_ns(percentile(r.nv_ns, 99)),
                 fmt_ns(median(r.ff_ns)),
-                fmt_ns(median(r.dp_ns)) + (f" ({r.dp_dnf} did not finish)" if r.dp_dnf else ""),
                 fmt_ns(median(r.bf_ns)),
                 f"{r.agree}/{r.cases}",
             )
         )
         for b in BASELINES:
             base_med = median(r.ff_ns if b == "first-fit" else r.dp_ns)
-            gap_rows.append((r.name, b, *r.gaps[b].cells(), fmt_ratio(base_med / nv)))
+            label = RENDERING if b == "device plugin" else b
+            ratio = fmt_ratio(base_med / nv) if b == "first-fit" else "– (not a speed reference)"
+            gap_rows.append((r.name, label, *r.gaps[b].cells(), ratio))
     notes = [
         "Random availability: for each k, cases with a random free set of at least k GPUs "
         f"(seed {cfg.seed}); every call timed alone with `time.perf_counter_ns` after warm-up.",
@@ -325,8 +323,7 @@ def run(cfg: Config = FULL) -> Section:
                 "nvtopo median",
                 "nvtopo p99",
                 "first-fit",
-                "device plugin",
-                "brute force",
+                "brute force (Python)",
                 "exact optimum",
             ),
             tuple(speed_rows),
@@ -347,6 +344,7 @@ def run(cfg: Config = FULL) -> Section:
             ),
             tuple(gap_rows),
             (
+                f"{RENDERING}: which sets NVIDIA's policy picks, timed by no one here. "
                 "Worse set: (bottleneck, total) below the optimum's, both scored by Contract 1; "
                 "drops are relative to the optimum's value. The last column also counts sets "
                 "that tie on both but span more NUMA nodes or cut more links to the GPUs left "
@@ -361,16 +359,8 @@ def run(cfg: Config = FULL) -> Section:
 
     for r in runs:
         section.python_ns[f"{r.name}/random-availability"] = median(r.nv_ns)
-    eight = [r for r in runs if r.gpus == 8]
-    worst8 = max(median(r.nv_ns) for r in eight)
     exact = sum(r.agree for r in runs), sum(r.cases for r in runs)
     section.targets += [
-        Target(
-            "`select_gpus`, 8-GPU node, random availability, through Python",
-            "median ≤ 5 µs",
-            f"{fmt_ns(worst8)} (slowest of {', '.join(r.name for r in eight)})",
-            worst8 <= 5_000,
-        ),
         Target(
             "`select_gpus` returns the exact optimum",
             "agrees with brute force",
@@ -378,17 +368,17 @@ def run(cfg: Config = FULL) -> Section:
             exact[0] == exact[1],
         ),
         Target(
-            "`select_gpus`, 16-GPU node, every k, through Python",
-            "worst case over k ≤ 100 µs",
+            "`select_gpus`, 16-GPU node (dgx2-v100), every k, through Python",
+            "≤ 60 µs",
             f"{fmt_ns(worst16)} (slowest per-k median)",
-            worst16 <= 100_000,
+            worst16 <= 60_000,
         ),
         Target(
-            "against a brute-force reference in the same run, 16 GPUs",
-            "≥ 100× faster",
+            "against brute force in plain Python (not Rust) in the same run, 16 GPUs",
+            "for scale only (the Rust-against-Rust row is the target)",
             f"{fmt_ratio(speedup)} summed over every k (per k: {fmt_ratio(ratios[k_lo])} at "
             f"k={k_lo} to {fmt_ratio(ratios[k_hi])} at k={k_hi})",
-            speedup >= 100,
+            None,
         ),
     ]
     return section

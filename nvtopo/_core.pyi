@@ -1,13 +1,16 @@
 """Type stub of the Rust extension ``nvtopo._core`` (checked by ``mypy.stubtest``)."""
 
-from collections.abc import Sequence
-from typing import final
+from collections.abc import Iterable, Sequence
+from typing import Any, final
 
 __all__ = [
     "DEFAULT_BUDGET",
+    "DEFAULT_DEADLINE",
+    "EXACT_GPUS",
     "MAX_GPUS",
     "MAX_NVLINKS",
     "ClusterState",
+    "Selection",
     "Topology",
     "__version__",
     "nvlink_bandwidth",
@@ -21,17 +24,57 @@ MAX_NVLINKS: int
 def nvlink_bandwidth(generation: int) -> int:
     """GB/s per direction of one NVLink of ``generation`` (0: unknown)."""
 
-_SelectionTuple = tuple[
-    tuple[int, ...],
-    int,
-    int,
-    int,
-    int,
-    bool,
-    tuple[int, int] | None,
-    str | None,
-    tuple[int, ...],
-]
+DEFAULT_DEADLINE: float
+EXACT_GPUS: int
+
+@final
+class Selection:
+    """The GPU set Contract 1 picked, with the measures it was compared by."""
+
+    def __new__(
+        cls,
+        gpus: Sequence[int],
+        bottleneck: int,
+        total: int,
+        numa_keys: int,
+        cut: int,
+        optimal: bool,
+        bottleneck_pair: tuple[int, int] | None,
+        bottleneck_path: str | None,
+        remaining: Sequence[int] = ...,
+        unknown_pairs: Sequence[tuple[int, int]] = ...,
+        gap: float = 0.0,
+    ) -> Selection: ...
+    @property
+    def gpus(self) -> tuple[int, ...]: ...
+    @property
+    def bottleneck(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def numa_keys(self) -> int: ...
+    @property
+    def cut(self) -> int: ...
+    @property
+    def optimal(self) -> bool: ...
+    @property
+    def gap(self) -> float: ...
+    @property
+    def bottleneck_pair(self) -> tuple[int, int] | None: ...
+    @property
+    def bottleneck_path(self) -> str | None: ...
+    @property
+    def remaining(self) -> tuple[int, ...]: ...
+    @property
+    def unknown_pairs(self) -> tuple[tuple[int, int], ...]: ...
+    def explain(self) -> str: ...
+    def with_unknown_paths(
+        self, pairs: Sequence[tuple[int, int]], path: str | None
+    ) -> Selection: ...
+    def to_json(self) -> dict[str, Any]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
 _PlacementTuple = tuple[list[tuple[str, list[int]]], list[str], bool]
 
 @final
@@ -50,10 +93,12 @@ class Topology:
     def select(
         self,
         k: int,
-        available: Sequence[int] | None,
-        required: Sequence[int],
-        budget: int | None,
-    ) -> _SelectionTuple: ...
+        available: Iterable[int] | None = None,
+        required: Iterable[int] | None = None,
+        budget: int | None = None,
+        deadline: float | None = None,
+    ) -> Selection: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
     def partition(self, k: int) -> list[list[int]]: ...
 
 @final

@@ -23,11 +23,13 @@ aggregates, so a request does not visit every node of a large cluster.
 
 from __future__ import annotations
 
+import gc
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import nvtopo._core as _core
+from nvtopo._validate import gpus_request, require_cluster
 from nvtopo.exceptions import InfeasibleError, SelectionError
 from nvtopo.model import NodeTopology
 from nvtopo.model.cluster import Cluster
@@ -269,24 +271,49 @@ class ClusterState:
     """
 
     def __init__(self, cluster: Cluster) -> None:
+        require_cluster(cluster, call="ClusterState()")
         interned: dict[Any, _core.Topology] = {}
         by_id: dict[int, _core.Topology] = {}
-        rows = []
+        # Per topology object: its core copy and the GPUs it offers when all are free.
+        kinds: dict[int, tuple[_core.Topology, list[int]]] = {}
+        rows: list[tuple[str, _core.Topology, str | None, list[int], bool]] = []
         # Each node's clique and, where it has none for a reason, the reason: the placement
         # says which ComputeDomain each node joins and why one joins none.
         self._verdicts: _Verdicts = {}
+        # A bulk load makes one row per node and frees nothing: the cyclic collector would
+        # only walk the whole cluster again and again (seconds at 73,728 nodes).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._core = _core.ClusterState(self._rows(cluster, kinds, by_id, interned, rows))
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _rows(
+        self,
+        cluster: Cluster,
+        kinds: dict[int, tuple[_core.Topology, list[int]]],
+        by_id: dict[int, _core.Topology],
+        interned: dict[Any, _core.Topology],
+        rows: list[tuple[str, _core.Topology, str | None, list[int], bool]],
+    ) -> list[tuple[str, _core.Topology, str | None, list[int], bool]]:
         for node in cluster.nodes:
-            self._verdicts[node.name] = (node.domain, node.verdict.reason)
-            rows.append(
-                (
-                    node.name,
-                    self._intern(node.topology, by_id, interned),
-                    node.domain,
-                    list(node.free),
-                    node.in_compute_domain,
+            domain = node.domain
+            self._verdicts[node.name] = (domain, node.verdict.reason)
+            topo = node.topology
+            kind = kinds.get(id(topo))
+            if kind is None:
+                unfit = topo.unfit_gpus
+                kind = kinds[id(topo)] = (
+                    self._intern(topo, by_id, interned),
+                    [g for g in topo.gpu_indices if g not in unfit],
                 )
-            )
-        self._core = _core.ClusterState(rows)
+            # As ``node.free`` reads it (GPUs with a health finding left out), once per kind
+            # for the nodes that have every GPU free.
+            free = kind[1] if node.free_gpus is None else list(node.free)
+            rows.append((node.name, kind[0], domain, free, node.in_compute_domain))
+        return rows
 
     @staticmethod
     def _intern(
@@ -319,7 +346,7 @@ class ClusterState:
 
     def place(
         self,
-        request: PlacementRequest | None = None,
+        request: PlacementRequest | int | None = None,
         /,
         *,
         gpus: int | None = None,
@@ -327,7 +354,8 @@ class ClusterState:
         domain: Domain | None = None,
     ) -> Placement:
         """The best placement of the request (Contract 2), not committed."""
-        r = _request(request, gpus, nodes, domain)
+        req, gpus = gpus_request(request, gpus)
+        r = _request(req, gpus, nodes, domain)
         try:
             return _placement(self._core.place(r.gpus, r.nodes, r.domain), self._verdicts)
         except OverflowError:
@@ -335,7 +363,7 @@ class ClusterState:
 
     def allocate(
         self,
-        request: PlacementRequest | None = None,
+        request: PlacementRequest | int | None = None,
         /,
         *,
         gpus: int | None = None,
@@ -343,7 +371,8 @@ class ClusterState:
         domain: Domain | None = None,
     ) -> Allocation:
         """Place the request and commit it."""
-        r = _request(request, gpus, nodes, domain)
+        req, gpus = gpus_request(request, gpus)
+        r = _request(req, gpus, nodes, domain)
         try:
             ident, raw = self._core.allocate(r.gpus, r.nodes, r.domain)
         except OverflowError:
@@ -378,7 +407,7 @@ class ClusterState:
 
 def place(
     cluster: Cluster,
-    request: PlacementRequest | None = None,
+    request: PlacementRequest | int | None = None,
     /,
     *,
     gpus: int | None = None,
@@ -395,7 +424,10 @@ def place(
     >>> c = Cluster((ClusterNode("a", box, free_gpus=(1,)), ClusterNode("b", box)))
     >>> place(c, gpus=1).nodes
     (PlacedNode(name='a', gpus=(1,)),)
+    >>> place(c, 2, nodes=2).nodes  # the GPU count alone, as select_gpus(topology, k)
+    (PlacedNode(name='a', gpus=(1,)), PlacedNode(name='b', gpus=(0,)))
     """
+    require_cluster(cluster, call="place()")
     return _one_shot_state(cluster).place(request, gpus=gpus, nodes=nodes, domain=domain)
 
 

@@ -305,7 +305,9 @@ def test_a_stray_line_inside_the_matrix_is_named(capsys, tmp_path: Path) -> None
 @pytest.mark.parametrize("fmt", ["table", "matrix", "json", "yaml", "dot", "svg"])
 def test_output_file_for_every_format(capsys, tmp_path: Path, fmt: str) -> None:
     path = tmp_path / f"out.{fmt}"
-    code, out, err = run(capsys, "dump", "-s", "system:dgx1-v100", "--format", fmt, "-o", str(path))
+    code, out, err = run(
+        capsys, "dump", "-s", "system:dgx1-v100", "--format", fmt, "--output-file", str(path)
+    )
     assert code == 0, err
     assert out == ""
     assert f"wrote {path}" in err
@@ -321,9 +323,9 @@ def test_output_file_for_every_format(capsys, tmp_path: Path, fmt: str) -> None:
 def test_output_file_that_cannot_be_written(capsys, tmp_path: Path) -> None:
     target = tmp_path / "missing" / "out.json"
     err = _one_line_error(
-        capsys, "dump", "-s", "system:dgx1-v100", "--format", "json", "-o", str(target)
+        capsys, "dump", "-s", "system:dgx1-v100", "--format", "json", "--output-file", str(target)
     )
-    assert f"--output {target}: No such file or directory" in err
+    assert f"--output-file {target}: No such file or directory" in err
 
 
 def test_captures_saved_on_windows_read(capsys, tmp_path: Path, monkeypatch) -> None:

@@ -248,7 +248,7 @@ def test_cli_check_live_source(
 
 
 def test_cli_check_cluster_needs_a_node(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["imex", "check", "-s", "system:gb200-nvl72x2"]) == 1
+    assert main(["imex", "check", "-s", "system:gb200-nvl72x2"]) == 3  # unreadable input
     assert "pick one with --node (e.g. --node rack0000-tray00)" in capsys.readouterr().err
     argv = [
         "imex",
@@ -272,7 +272,7 @@ def test_cli_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     hosts = tmp_path / "hosts"
     hosts.write_text("".join(f"{n} 10.2.0.{i}\n" for i, n in enumerate(names)))
     out = tmp_path / "nodes_config.cfg"
-    assert main([*base, "--addresses", str(hosts), "--output", str(out)]) == 0
+    assert main([*base, "--addresses", str(hosts), "--output-file", str(out)]) == 0
     assert out.read_text() == "".join(f"10.2.0.{i}\n" for i in range(4))
     assert "wrote" in capsys.readouterr().err
     mapping = ",".join(f"{n}=10.3.0.{i}" for i, n in enumerate(names))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nvtopo
@@ -11,6 +11,7 @@ from nvtopo.exceptions import InfeasibleError, SelectionError
 from nvtopo.model import Gpu, GpuPair, NodeTopology
 from nvtopo.model.cluster import Cluster, ClusterNode
 from nvtopo.place import Allocation, PlacedNode
+from tests.conftest import examples
 from tests.reference import place_reference
 
 
@@ -36,18 +37,29 @@ _SHAPES = [nvswitch(4), bridged(4), nvswitch(2, gen=4), bridged(2)]
 
 @st.composite
 def clusters(draw: st.DrawFn) -> Cluster:
-    """Up to 6 nodes in two cliques (or none), random free GPUs and ComputeDomains."""
+    """Up to 8 nodes over up to four cliques (or none), so that several cliques can hold a
+    job at once; most nodes share one shape and are whole or half free, so the tie rules
+    (fuller first, then ids and names) decide; ComputeDomains on a few."""
+    common = draw(st.sampled_from(_SHAPES))
     nodes = []
-    for i in range(draw(st.integers(1, 6))):
-        topo = draw(st.sampled_from(_SHAPES))
-        free = draw(st.lists(st.sampled_from(topo.gpu_indices), unique=True))
+    for i in range(draw(st.integers(1, 8))):
+        topo = common if draw(st.integers(0, 3)) else draw(st.sampled_from(_SHAPES))
+        kind = draw(st.sampled_from(["all", "all", "half", "random"]))
+        if kind == "all":
+            free = list(topo.gpu_indices)
+        elif kind == "half":
+            free = list(topo.gpu_indices[: len(topo.gpus) // 2])
+        else:
+            free = draw(st.lists(st.sampled_from(topo.gpu_indices), unique=True))
         nodes.append(
             ClusterNode(
                 f"node-{draw(st.sampled_from('abcdef'))}{i}",
                 topo,
-                clique=draw(st.sampled_from([None, "uuid-1.0", "uuid-2.0"])),
+                clique=draw(
+                    st.sampled_from([None, "uuid-1.0", "uuid-2.0", "uuid-3.0", "uuid-4.0"])
+                ),
                 free_gpus=tuple(sorted(free)),
-                in_compute_domain=draw(st.booleans()),
+                in_compute_domain=draw(st.integers(0, 4)) == 0,
             )
         )
     return Cluster(tuple(nodes))
@@ -68,7 +80,7 @@ def _as_dict(p: nvtopo.Placement) -> dict[str, object]:
     }
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300))
 @given(cluster=clusters(), request=requests())
 def test_place_equals_reference(cluster: Cluster, request: tuple[int, int | None, str]) -> None:
     gpus, nodes, domain = request
@@ -81,7 +93,7 @@ def test_place_equals_reference(cluster: Cluster, request: tuple[int, int | None
         assert _as_dict(got) == want
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80))
 @given(cluster=clusters(), ops=st.lists(st.tuples(requests(), st.integers(0, 3)), max_size=25))
 def test_state_never_double_allocates(
     cluster: Cluster, ops: list[tuple[tuple[int, int | None, str], int]]
@@ -91,12 +103,16 @@ def test_state_never_double_allocates(
     assert start == sum(len(n.free) for n in cluster.nodes)
     held: list[Allocation] = []
     taken: set[tuple[str, int]] = set()
+    # Each node offers one IMEX channel: it is in at most one ComputeDomain at a time.
+    in_domain = {n.name for n in cluster.nodes if n.in_compute_domain}
     for (gpus, nodes, domain), release in ops:
         if release == 0 and held:
             gone = held.pop(0)
             state.release(gone)
             for n in gone.placement.nodes:
                 taken -= {(n.name, g) for g in n.gpus}
+                if gone.placement.compute_domain:
+                    in_domain.discard(n.name)
         else:
             try:
                 a = state.allocate(gpus=gpus, nodes=nodes, domain=domain)  # type: ignore[arg-type]
@@ -107,11 +123,15 @@ def test_state_never_double_allocates(
                 mine = {(n.name, g) for g in n.gpus}
                 assert not mine & taken
                 taken |= mine
+                if a.placement.compute_domain:
+                    assert n.name not in in_domain, f"{n.name} is in a second ComputeDomain"
+                    in_domain.add(n.name)
             held.append(a)
         assert state.free_count + len(taken) == start
         for node in cluster.nodes:
             free = {(node.name, g) for g in state.free_gpus(node.name)}
             assert not free & taken
+            assert state.in_compute_domain(node.name) == (node.name in in_domain)
     for a in held:
         state.release(a)
     assert state.free_count == start

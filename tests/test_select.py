@@ -215,3 +215,45 @@ def test_nvlink_counts_the_core_cannot_score_are_refused_by_the_model() -> None:
     for cell in ("NV0", "NV65", "NV99999999999999999999"):
         with pytest.raises(TopologyError, match="an NVLink bond has 1 to 64 links"):
             parse_path_class(cell)
+
+
+def _mixed_node(n: int, seed: int) -> NodeTopology:
+    """A synthetic node past 16 GPUs: NVLink bonds of random width on some pairs, a
+    random PCIe class on the rest, four NUMA keys."""
+    rng = random.Random(seed)
+    gpus = tuple(Gpu(i, numa_affinity=(i % 4,), nvlink_generation=4) for i in range(n))
+    pairs = tuple(
+        GpuPair(a, b, nvlinks=rng.choice([0, 0, 0, 1, 2, 4, 8]), pcie=rng.choice(PCIE_CLASSES))
+        for a in range(n)
+        for b in range(a + 1, n)
+    )
+    return NodeTopology(gpus=gpus, pairs=pairs)
+
+
+def test_past_16_gpus_a_cut_short_search_says_so_and_by_how_much() -> None:
+    t = _mixed_node(72, 5)
+    s = nvtopo.select_gpus(t, 36, deadline=0)
+    assert len(s.gpus) == 36 and len(set(s.gpus)) == 36
+    assert not s.optimal and 0.0 < s.gap <= 1.0
+    assert s.to_json()["gap"] == s.gap
+    assert "short" in s.explain()
+    # Up to 16 GPUs the deadline never applies: always the proven optimum.
+    small = _mixed_node(16, 5)
+    exact = nvtopo.select_gpus(small, 8, deadline=0)
+    assert exact.optimal and exact.gap == 0.0 and "gap" not in exact.to_json()
+    with pytest.raises(SelectionError, match="deadline"):
+        nvtopo.select_gpus(t, 2, deadline=-1)
+
+
+def test_the_core_topology_travels_with_copies() -> None:
+    import copy
+    import pickle
+
+    t = dgx1()
+    nvtopo.select_gpus(t, 2)
+    for other in (copy.deepcopy(t), pickle.loads(pickle.dumps(t))):
+        assert nvtopo.select_gpus(other, 4, available=(0, 2, 3, 4, 5, 7)) == nvtopo.select_gpus(
+            t, 4, available=(0, 2, 3, 4, 5, 7)
+        )
+    with pytest.raises(SelectionError, match="NodeTopology"):
+        nvtopo.select_gpus(None, 2)  # type: ignore[arg-type]

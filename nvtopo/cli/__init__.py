@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     try:
-        cli.main(args=argv, prog_name="nvtopo", standalone_mode=False)
+        # A command ends early with click's Exit(code) where it has its own exit status
+        # (`imex check`, an interrupted apply); click hands that code back here.
+        code = cli.main(args=argv, prog_name="nvtopo", standalone_mode=False)
     except NvtopoError as exc:
         click.echo(f"nvtopo: error: {exc}", err=True)
         return 1
@@ -80,7 +82,7 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         click.echo("nvtopo: interrupted", err=True)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -119,7 +119,8 @@ def compute_domain() -> None:
 @format_option(
     ["yaml", "json", "table"],
     default="yaml",
-    help="yaml: manifests as YAML documents; json: the plan; table: the summary",
+    help="yaml: the manifests as YAML documents; json: the plan, whose manifests are the "
+    "same objects; table: the summary",
 )
 def plan_cmd(
     source: str,
@@ -201,7 +202,17 @@ def _kube_options(fn: Any) -> Any:
     help="seconds to wait for every node to be Ready",
 )
 @click.option("--no-wait", is_flag=True, help="return once the objects are created")
-@format_option(["table", "json"], default="table")
+@click.option(
+    "--dry-run",
+    type=click.Choice(["none", "client", "server"]),
+    default="none",
+    show_default=True,
+    is_flag=False,
+    flag_value="client",
+    help="as kubectl: client prints the objects without contacting the apiserver; server "
+    "sends them with dryRun=All (validated and admitted, nothing stored)",
+)
+@format_option(["table", "json", "yaml"], default="table")
 def apply_cmd(
     source: str,
     name: str,
@@ -216,23 +227,42 @@ def apply_cmd(
     context: str | None,
     timeout: float,
     no_wait: bool,
+    dry_run: str,
     fmt: str,
 ) -> None:
     """Create the ComputeDomain, claim template and Job, and wait until they are Ready."""
     from nvtopo.compute_domain import apply
     from nvtopo.compute_domain.apply import require_served
+    from nvtopo.compute_domain.errors import ComputeDomainInterrupted
 
     p = _make_plan(source, name, namespace, gpus, nodes, domain, gpu_request, image, pod_placement)
+    if dry_run == "client":
+        click.echo(p.explain(), err=True)
+        _show_dry_run(p.manifests(), "client", fmt)
+        return
     client = api_client(kubeconfig, context)
     try:
         # Reach the apiserver before showing the plan: a wrong kubeconfig, a refused token or
         # a missing CRD is then the only line on the terminal.
         require_served(client, p.namespace)
         click.echo(p.explain(), err=True)
-        done = apply(p, client, timeout=timeout, progress=fmt == "table", wait=not no_wait)
+        done = apply(
+            p,
+            client,
+            timeout=timeout,
+            progress=fmt == "table",
+            wait=not no_wait,
+            dry_run=dry_run == "server",
+        )
+    except ComputeDomainInterrupted as exc:
+        click.echo(f"nvtopo: {exc}", err=True)
+        raise click.exceptions.Exit(130) from None
     finally:
         client.close()
-    if fmt == "json":
+    if dry_run == "server":
+        _show_dry_run(list(done.objects), "server", fmt)
+        return
+    if fmt in ("json", "yaml"):
         emit(
             {
                 "name": done.name,
@@ -251,7 +281,7 @@ def apply_cmd(
                     for n in done.nodes
                 ],
             },
-            "json",
+            fmt,
         )
         return
     con = console()
@@ -276,6 +306,21 @@ def apply_cmd(
     con.print(table)
 
 
+def _show_dry_run(objects: list[dict[str, Any]], mode: str, fmt: str) -> None:
+    """kubectl's dry-run output: one line per object, or the objects themselves."""
+    if fmt == "json":
+        emit({"apiVersion": "v1", "kind": "List", "items": objects}, "json")
+    elif fmt == "yaml":
+        import yaml
+
+        click.echo(yaml.safe_dump_all(objects, sort_keys=False, width=100), nl=False)
+    else:
+        for obj in objects:
+            meta = obj.get("metadata") or {}
+            where = f"{meta.get('namespace', 'default')}/{meta.get('name')}"
+            click.echo(f"{obj.get('kind')} {where} created ({mode} dry run)")
+
+
 @compute_domain.command("delete")
 @click.argument("name")
 @click.option("--namespace", "-n", default="default", show_default=True)
@@ -292,7 +337,11 @@ def delete_cmd(
 ) -> None:
     """Delete the objects nvtopo created for ComputeDomain NAME."""
     from nvtopo.compute_domain import delete
+    from nvtopo.compute_domain.plan import _check_label
 
+    # A name no object can have is refused here, before any kubeconfig or request.
+    _check_label(name, "name", 63)
+    _check_label(namespace, "namespace", 63)
     client = api_client(kubeconfig, context)
     try:
         deleted = delete(name, namespace, client)

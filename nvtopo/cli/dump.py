@@ -8,7 +8,13 @@ import subprocess
 
 import click
 
-from nvtopo.cli.output import console, format_option, render
+from nvtopo.cli.output import (
+    UNCUT_WIDTH,
+    console,
+    format_option,
+    output_file_option,
+    render,
+)
 from nvtopo.cli.sources import load_source, source_option
 from nvtopo.exceptions import NvtopoError
 from nvtopo.formats.jsonio import cluster_to_json, node_to_json
@@ -43,13 +49,7 @@ def _pick_node(obj: NodeTopology | Cluster, node: str | None, fmt: str) -> NodeT
 @source_option
 @format_option(FORMATS, default="table")
 @click.option("--node", default=None, help="with a cluster source: show this node")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="write to this file instead of stdout",
-)
+@output_file_option("write to this file instead of stdout")
 def dump(source: str, fmt: str, node: str | None, output: str | None) -> None:
     """Show the GPU topology of a node or a cluster."""
     obj = _pick_node(load_source(source), node, fmt)
@@ -91,18 +91,20 @@ def _table(obj: NodeTopology | Cluster, output: str | None) -> None:
     if output is None:
         show(console())
         return
-    con = Console(record=True, file=io.StringIO(), width=120, soft_wrap=True, highlight=False)
+    con = Console(
+        record=True, file=io.StringIO(), width=UNCUT_WIDTH, soft_wrap=True, highlight=False
+    )
     show(con)
     _write(output, con.export_text())
 
 
 def _write(output: str, text: str) -> None:
-    """Write ``text`` to the ``--output`` file, or one line saying why it could not be."""
+    """Write ``text`` to the ``--output-file`` file, or one line saying why it could not be."""
     try:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text)
     except OSError as exc:
-        raise NvtopoError(f"--output {output}: {exc.strerror or exc}") from None
+        raise NvtopoError(f"--output-file {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {output}", err=True)
 
 

@@ -4,9 +4,12 @@
 ``nodes_config.cfg`` for the chosen nodes. ``nvtopo imex check`` says whether this node can
 join a multi-node NVLink job.
 
-Exit status of ``imex check``: 0 when the node can join, 1 when it cannot (the reasons are
-printed, and a one-line verdict goes to standard error); bad input also exits 1, with a
-line starting ``nvtopo: error:`` and no report.
+Exit status of ``imex check`` (:data:`CHECK_EXIT_CODES`): 0 when the node can join; 1 when
+it cannot (the report is printed with its reasons, and a one-line verdict goes to standard
+error); 2 for a usage mistake (an unknown option); 3 when the input cannot be read (a
+missing or malformed capture, NVML that cannot start, an unknown node), with one line
+starting ``nvtopo: error:`` and no report. A health probe can then tell "not ready" from
+"could not look".
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING
 import click
 
 from nvtopo.cli.compute_domain import as_cluster
-from nvtopo.cli.output import console, emit, format_option
+from nvtopo.cli.output import console, emit, format_option, output_file_option
 from nvtopo.cli.sources import load_source, read_text, source_option
 from nvtopo.exceptions import NvtopoError
 from nvtopo.model import NodeTopology
@@ -25,7 +28,10 @@ from nvtopo.model.cluster import Cluster
 if TYPE_CHECKING:
     from nvtopo.imex import ImexCheck
 
-__all__ = ["imex"]
+__all__ = ["CHECK_EXIT_CODES", "imex"]
+
+#: ``imex check``'s exit statuses by meaning.
+CHECK_EXIT_CODES = {"can join": 0, "cannot join": 1, "usage": 2, "unreadable input": 3}
 
 
 @click.group("imex")
@@ -55,13 +61,7 @@ class _NotReady(click.ClickException):
     help="file of NODE ADDRESS (or NODE=ADDRESS) lines; '#' starts a comment",
 )
 @click.option("--address-map", default=None, help="NODE=ADDRESS pairs, comma separated")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="write nodes_config.cfg here instead of standard output",
-)
+@output_file_option("write nodes_config.cfg here instead of standard output")
 @format_option(
     ["text", "json"], default="text", help="text: the file itself; json: nodes, addresses, clique"
 )
@@ -155,13 +155,20 @@ def _pick_node(obj: NodeTopology | Cluster, node: str | None) -> NodeTopology:
 def check_cmd(
     source: str, node: str | None, channels_dir: str | None, require_channel: bool, fmt: str
 ) -> None:
-    """Can this node join a multi-node NVLink job? Exit 0: yes; exit 1: no (reasons shown)."""
+    """Can this node join a multi-node NVLink job?
+
+    Exit 0: yes; 1: no (reasons shown); 2: usage mistake; 3: the input could not be read.
+    """
     from nvtopo.imex import CHANNELS_DIR, check
 
-    topology = _pick_node(load_source(source), node)
-    report = check(
-        topology, channels_dir=channels_dir or CHANNELS_DIR, require_channel=require_channel
-    )
+    try:
+        topology = _pick_node(load_source(source), node)
+        report = check(
+            topology, channels_dir=channels_dir or CHANNELS_DIR, require_channel=require_channel
+        )
+    except NvtopoError as exc:
+        click.echo(f"nvtopo: error: {exc}", err=True)
+        raise click.exceptions.Exit(CHECK_EXIT_CODES["unreadable input"]) from None
     if fmt == "json":
         emit(report.to_json(), "json")
     else:

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from nvtopo.cli.kube import api_client as kube_api_client
-from nvtopo.cli.output import console, format_option
+from nvtopo.cli.output import console, emit, format_option
 from nvtopo.cli.sources import load_source, source_option
 from nvtopo.exceptions import NvtopoError
 from nvtopo.model.cluster import Cluster
@@ -62,6 +62,13 @@ def _sigterm_sets(stop: threading.Event) -> Iterator[None]:
 
 
 def _show(result: Any, fmt: str, reason: str | None) -> None:
+    if fmt == "yaml":
+        doc = result.to_json()
+        if reason is not None:  # watch mode: one YAML document per publish
+            click.echo("---")
+            doc = {"reason": reason, **doc}
+        emit(doc, "yaml")
+        return
     if fmt == "json":
         doc = result.to_json()
         if reason is not None:  # watch mode: one JSON object per line
@@ -116,6 +123,7 @@ def _publisher(
     kubeconfig: str | None,
     dry_run: bool,
     stop: threading.Event,
+    prune: bool = False,
 ) -> Callable[[], Any]:
     from nvtopo.dra.publish import node_slices
     from nvtopo.dra.publish import publish as publish_slices
@@ -133,7 +141,7 @@ def _publisher(
             obj = load_source(source)
         if isinstance(obj, Cluster):
             return publish_slices(
-                api_client, obj, node=node, driver=driver, dry_run=dry_run, stop=stop
+                api_client, obj, node=node, driver=driver, dry_run=dry_run, stop=stop, prune=prune
             )
         if not owner:
             owner.append(_owner(api_client, agent_node))
@@ -144,7 +152,7 @@ def _publisher(
             check_no_shared_gpus(api_client, agent_node, driver, slices)
             owner.append(None)
         return publish_slices(
-            api_client, {agent_node: slices}, driver=driver, dry_run=dry_run, stop=stop
+            api_client, {agent_node: slices}, driver=driver, dry_run=dry_run, stop=stop, prune=prune
         )
 
     return once
@@ -156,8 +164,13 @@ def _publisher(
     "--node",
     default=None,
     help="node (and pool) name; default: $NODE_NAME, else the host name. With a cluster "
-    "source: publish only this node (default: every node, and delete the pools of nodes "
-    "not in the cluster)",
+    "source: publish only this node (default: every node of the cluster)",
+)
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="also delete the driver's pools of nodes not published here (as kubectl apply "
+    "--prune); without it other nodes' slices are never touched",
 )
 @click.option("--driver", default="gpu.nvtopo.dev", show_default=True, help="DRA driver name")
 @click.option(
@@ -177,13 +190,14 @@ def _publisher(
 )
 @click.option("--dry-run", is_flag=True, help="show what would change; write nothing")
 @format_option(
-    ["table", "json"],
+    ["table", "json", "yaml"],
     default="table",
-    help="output format (watch mode: one line, or one JSON object, per publish)",
+    help="output format (watch mode: one line, one JSON object or one YAML document per publish)",
 )
 def publish(
     source: str,
     node: str | None,
+    prune: bool,
     driver: str,
     kubeconfig: str | None,
     once: bool,
@@ -199,7 +213,7 @@ def publish(
     from nvtopo.dra.watch import NvmlEvents, watch
 
     stop = threading.Event()
-    publish_once = _publisher(source, node, driver, kubeconfig, dry_run, stop)
+    publish_once = _publisher(source, node, driver, kubeconfig, dry_run, stop, prune)
     with _sigterm_sets(stop):
         if once:
             _show(publish_once(), fmt, None)
@@ -214,7 +228,8 @@ def publish(
 
             if isinstance(exc, SharedGpuError):
                 raise exc  # refuse to start: retrying cannot help
-            click.echo(f"nvtopo: error: {exc} (trying again at the next wake-up)", err=True)
+            # Not `error:`: the agent carries on, and log scanners must not page on it.
+            click.echo(f"nvtopo: publish failed, retrying at the next wake-up: {exc}", err=True)
 
         try:
             watch(round_, interval=interval, stop=stop, events=events, on_error=failed)

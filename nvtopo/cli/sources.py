@@ -5,18 +5,19 @@ from __future__ import annotations
 import codecs
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from nvtopo.exceptions import NvtopoError
+from nvtopo.exceptions import NvtopoError, ParseError
 from nvtopo.model import NodeTopology
 from nvtopo.model.cluster import Cluster
 
-__all__ = ["SOURCE_HELP", "load_source", "read_text", "source_option"]
+__all__ = ["SOURCE_HELP", "document_text", "load_source", "read_text", "source_option"]
 
 SOURCE_HELP = (
     "nvml (live, default), system:NAME (catalog), smi-topo:PATH (`nvidia-smi topo -m`), "
-    "smi-xml:PATH (`nvidia-smi -q -x`) or file:PATH (nvtopo JSON); PATH '-' reads stdin"
+    "smi-xml:PATH (`nvidia-smi -q -x`) or file:PATH (nvtopo JSON or YAML); PATH '-' reads stdin"
 )
 
 
@@ -79,6 +80,43 @@ def read_text(spec: str, path: str) -> str:
     return decode_text(data, path)
 
 
+# What a top-level value that is not an object was.
+_FOUND: dict[type, str] = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def document_text(text: str, where: str) -> str | dict[str, Any]:
+    """A ``file:`` document as given: JSON text as is, YAML (what ``-o yaml`` prints) parsed.
+
+    JSON starts with ``{`` (or ``[``, refused later as not an object); anything else is read
+    as YAML, so that ``nvtopo dump -o yaml > x.yaml`` reads back through ``file:x.yaml``.
+    """
+    head = text.lstrip()[:1]
+    if head in ("{", "[", ""):
+        return text
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        doc = yaml.load(text, Loader=loader)  # a safe loader: plain data only
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = None if mark is None else mark.line + 1
+        raise ParseError(f"invalid YAML: {exc.problem}", source=where, line=line) from None
+    except (yaml.YAMLError, RecursionError):
+        raise ParseError("invalid YAML", source=where) from None
+    if not isinstance(doc, dict):
+        found = _FOUND.get(type(doc), type(doc).__name__)
+        raise ParseError(f"expected a JSON or YAML object, found {found}", source=where)
+    return doc
+
+
 def load_source(spec: str) -> NodeTopology | Cluster:
     """Read the topology that ``spec`` names (see :data:`SOURCE_HELP`); several sources
     (from a repeated ``--source``) are reports of one node, merged."""
@@ -121,7 +159,7 @@ def load_source(spec: str) -> NodeTopology | Cluster:
         from nvtopo.formats.jsonio import cluster_from_json, load_document, node_from_json
 
         where = arg if arg != "-" else "<stdin>"
-        doc = load_document(read_text(spec, arg), source=where)
+        doc = load_document(document_text(read_text(spec, arg), where), source=where)
         if doc["kind"] == "Cluster":
             return cluster_from_json(doc, source=where)
         return node_from_json(doc, source=where)

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from nvtopo.cli.output import console, format_option
+from nvtopo.cli.output import console, emit, format_option
 
 __all__ = ["systems"]
 
 
 @click.command()
-@format_option(["table", "json"], default="table")
+@format_option(["table", "json", "yaml"], default="table")
 def systems(fmt: str) -> None:
     """List the systems of the embedded catalog (use them as --source system:NAME)."""
     from nvtopo.catalog import systems as catalog_systems
 
     infos = catalog_systems()
-    if fmt == "json":
+    if fmt in ("json", "yaml"):
         # camelCase keys, like the nvtopo.dev/v1 documents
         rows = [
             {
@@ -31,7 +29,7 @@ def systems(fmt: str) -> None:
             }
             for i in infos
         ]
-        click.echo(json.dumps(rows, indent=2))
+        emit(rows, fmt)
         return
     from rich.table import Table
 

@@ -27,6 +27,7 @@ from nvtopo.compute_domain.crd import crd_manifest
 from nvtopo.compute_domain.errors import (
     ComputeDomainConflict,
     ComputeDomainError,
+    ComputeDomainInterrupted,
     ComputeDomainTimeout,
     CrdMissingError,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "AppliedComputeDomain",
     "ComputeDomainConflict",
     "ComputeDomainError",
+    "ComputeDomainInterrupted",
     "ComputeDomainPlan",
     "ComputeDomainTimeout",
     "CrdMissingError",

@@ -1,25 +1,27 @@
-"""The few apiserver calls a ComputeDomain needs, on any group/version/plural.
+"""The few apiserver calls a ComputeDomain needs, on nvtopo's one Kubernetes client.
 
 Every object of a plan lives in a named API group (``resource.nvidia.com``,
-``resource.k8s.io``, ``batch``), so ``CustomObjectsApi`` reaches them all with plain dicts:
-no typed model per kind, and the same code for the CRD type as for Jobs. Errors from the
-apiserver stay :class:`~kubernetes.client.exceptions.ApiException` (callers act on the
-status code); a connection failure becomes one :class:`ComputeDomainError` line naming the
-server.
+``resource.k8s.io``, ``batch``), reached as plain JSON through
+:class:`~nvtopo.kube.client.RawApi`: the same timeouts, the same retries of 429/5xx (with
+the server's ``Retry-After``) and the same error line as the publisher. A refusal that is not
+retried (404, 409, 422, 403) stays :class:`~kubernetes.client.exceptions.ApiException`, so
+callers act on the status code; retries that run out, an apiserver that cannot be reached
+and a TLS failure become one :class:`ComputeDomainError` line.
 """
 
 from __future__ import annotations
 
-import json
+import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from nvtopo.compute_domain.errors import ComputeDomainError
+from nvtopo.kube.client import RawApi
+from nvtopo.kube.retry import KubeApiError, RetryPolicy
 
-__all__ = ["PLURALS", "REQUEST_TIMEOUT", "Kube", "api_message", "ref"]
+__all__ = ["PLURALS", "Kube", "ref"]
 
-#: (connect, read) seconds allowed to each request but a watch.
-REQUEST_TIMEOUT = (10.0, 30.0)
+T = TypeVar("T")
 
 #: Resource (plural) of each kind a plan creates.
 PLURALS = {
@@ -35,85 +37,65 @@ def ref(manifest: dict[str, Any]) -> str:
     return f"{manifest['kind']} {meta.get('namespace', 'default')}/{meta['name']}"
 
 
-def api_message(exc: Any) -> str:
-    """``409 Conflict: jobs.batch "x" already exists`` from an ApiException."""
-    detail = None
-    body = getattr(exc, "body", None)
-    if body:
-        try:
-            detail = json.loads(body).get("message")
-        except (ValueError, AttributeError):
-            detail = None
-    head = f"{exc.status} {exc.reason}" if getattr(exc, "status", None) else str(exc.reason)
-    return f"{head}: {detail}" if detail else head
-
-
-def _group_version(api_version: str) -> tuple[str, str]:
+def _collection(api_version: str, kind: str, namespace: str) -> str:
     group, _, version = api_version.rpartition("/")
     if not group:
         raise ComputeDomainError(f"core API objects ({api_version}) are not handled here")
-    return group, version
+    return f"/apis/{group}/{version}/namespaces/{namespace}/{PLURALS[kind]}"
 
 
 class Kube:
-    """Create, read, delete, list and watch namespaced objects through one ApiClient."""
+    """Create, read, delete, list and watch namespaced objects through one ApiClient.
 
-    def __init__(self, api_client: Any) -> None:
-        from kubernetes import client
+    Parameters
+    ----------
+    api_client
+        A configured ``kubernetes.client.ApiClient``.
+    policy
+        Retry policy for 429/5xx answers and failed connections.
+    sleep
+        Sleep between retries (tests pass one that records).
+    """
 
-        self._client = client
-        self.api = client.CustomObjectsApi(api_client)
-        self.host = getattr(getattr(api_client, "configuration", None), "host", "the apiserver")
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], Any] | None = None,
+    ) -> None:
+        self.raw = RawApi(api_client, policy=policy, sleep=sleep or time.sleep)
+        self.host = self.raw.host
 
-    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        from urllib3.exceptions import HTTPError
-
-        # (connect, read) seconds: an apiserver that accepts the connection and never answers
-        # must fail the call, not hang it past every timeout the user gave.
-        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
+    @staticmethod
+    def _once(fn: Callable[[], T]) -> T:
         try:
-            return fn(*args, **kwargs)
-        except HTTPError as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise ComputeDomainError(
-                f"cannot reach the apiserver at {self.host}: {reason}"
-            ) from None
+            return fn()
+        except KubeApiError as exc:  # retries ran out, or the server cannot be reached
+            raise ComputeDomainError(str(exc)) from None
 
-    def _object(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-        found: dict[str, Any] = self._call(fn, *args, **kwargs)
-        return found
-
-    def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        group, version = _group_version(manifest["apiVersion"])
+    def create(self, manifest: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """POST ``manifest``; with ``dry_run`` the apiserver validates it and stores nothing
+        (``dryRun=All``, admission included)."""
         meta = manifest["metadata"]
-        return self._object(
-            self.api.create_namespaced_custom_object,
-            group,
-            version,
-            meta["namespace"],
-            PLURALS[manifest["kind"]],
-            manifest,
+        path = _collection(manifest["apiVersion"], manifest["kind"], meta["namespace"])
+        query = [("dryRun", "All")] if dry_run else None
+        what = f"create {ref(manifest)}" + (" (server dry run)" if dry_run else "")
+        return self._once(
+            lambda: self.raw.request("POST", path, what=what, query=query, body=manifest)
         )
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        group, version = _group_version(api_version)
-        return self._object(
-            self.api.get_namespaced_custom_object, group, version, namespace, PLURALS[kind], name
-        )
+        path = RawApi.item(_collection(api_version, kind, namespace), name)
+        what = f"get {kind} {namespace}/{name}"
+        return self._once(lambda: self.raw.request("GET", path, what=what))
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        group, version = _group_version(api_version)
+        path = RawApi.item(_collection(api_version, kind, namespace), name)
         # Background: the Job's pods (and claims made from templates) go with it.
-        options = self._client.V1DeleteOptions(propagation_policy="Background")
-        self._call(
-            self.api.delete_namespaced_custom_object,
-            group,
-            version,
-            namespace,
-            PLURALS[kind],
-            name,
-            body=options,
-        )
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        what = f"delete {kind} {namespace}/{name}"
+        self._once(lambda: self.raw.request("DELETE", path, what=what, body=body))
 
     def list(
         self,
@@ -124,20 +106,14 @@ class Kube:
         label_selector: str | None = None,
         limit: int | None = None,
     ) -> dict[str, Any]:
-        group, version = _group_version(api_version)
-        kwargs: dict[str, Any] = {}
+        path = _collection(api_version, kind, namespace)
+        query: list[tuple[str, Any]] = []
         if label_selector:
-            kwargs["label_selector"] = label_selector
+            query.append(("labelSelector", label_selector))
         if limit:
-            kwargs["limit"] = limit
-        return self._object(
-            self.api.list_namespaced_custom_object,
-            group,
-            version,
-            namespace,
-            PLURALS[kind],
-            **kwargs,
-        )
+            query.append(("limit", limit))
+        what = f"list {kind}s in namespace {namespace}"
+        return self._once(lambda: self.raw.request("GET", path, what=what, query=query))
 
     def watch(
         self,
@@ -154,25 +130,9 @@ class Kube:
         The stream simply ends when the connection drops or times out: the caller reads the
         object again, which reports a server that is really gone.
         """
-        from kubernetes import watch
-        from urllib3.exceptions import HTTPError
-
-        group, version = _group_version(api_version)
-        w = watch.Watch()  # type: ignore[no-untyped-call]
-        stream = w.stream(  # type: ignore[no-untyped-call]
-            self.api.list_namespaced_custom_object,
-            group,
-            version,
-            namespace,
-            PLURALS[kind],
-            field_selector=f"metadata.name={name}",
+        yield from self.raw.watch(
+            _collection(api_version, kind, namespace),
             resource_version=resource_version,
-            timeout_seconds=max(1, int(timeout)),
-            _request_timeout=timeout + 10,
+            timeout=timeout,
+            field_selector=f"metadata.name={name}",
         )
-        try:
-            yield from stream
-        except HTTPError:
-            return
-        finally:
-            w.stop()  # type: ignore[no-untyped-call]

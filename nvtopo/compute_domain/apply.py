@@ -16,17 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nvtopo.compute_domain._kube import PLURALS, Kube, api_message, ref
+from nvtopo.compute_domain._kube import PLURALS, Kube, ref
 from nvtopo.compute_domain.crd import API_VERSION, CRD_NAME, KIND
 from nvtopo.compute_domain.errors import (
     ComputeDomainConflict,
     ComputeDomainError,
+    ComputeDomainInterrupted,
     ComputeDomainTimeout,
     CrdMissingError,
 )
 from nvtopo.compute_domain.manifests import LABEL_COMPUTE_DOMAIN, LABEL_MANAGED_BY, MANAGER
 from nvtopo.compute_domain.plan import ComputeDomainPlan
+from nvtopo.compute_domain.plan import _check_label as check_label
 from nvtopo.dra.slices import API_VERSION as DRA_API_VERSION
+from nvtopo.kube.retry import RetryPolicy, api_message
 
 __all__ = [
     "AppliedComputeDomain",
@@ -58,7 +61,11 @@ class DomainNode:
 
 @dataclass(frozen=True)
 class AppliedComputeDomain:
-    """A ComputeDomain that is Ready: the objects created and the driver's node records."""
+    """A ComputeDomain that is Ready: the objects created and the driver's node records.
+
+    After a server dry run ``status`` is ``DryRun``, ``created`` names what would be
+    created and ``objects`` holds the apiserver's answers; nothing is stored.
+    """
 
     name: str
     namespace: str
@@ -66,6 +73,8 @@ class AppliedComputeDomain:
     status: str
     nodes: tuple[DomainNode, ...]
     elapsed_s: float
+    #: With ``dry_run``: the objects as the apiserver would have stored them.
+    objects: tuple[dict[str, Any], ...] = ()
 
 
 def node_states(obj: dict[str, Any], planned: tuple[str, ...]) -> dict[str, str]:
@@ -100,7 +109,7 @@ def _require_crd(kube: Kube, namespace: str) -> None:
         ) from None
 
 
-def require_served(api_client: Any, namespace: str) -> None:
+def require_served(api_client: Any, namespace: str, *, retry: RetryPolicy | None = None) -> None:
     """Check that the apiserver can be reached and serves ComputeDomains to this user.
 
     :func:`apply` starts with the same check; a caller calls it first to fail in one line
@@ -113,7 +122,7 @@ def require_served(api_client: Any, namespace: str) -> None:
     ComputeDomainError
         It cannot be reached, or refuses this user (401, 403...).
     """
-    _require_crd(Kube(api_client), namespace)
+    _require_crd(Kube(api_client, policy=retry), namespace)
 
 
 def _rollback(kube: Kube, created: list[dict[str, Any]]) -> str:
@@ -141,13 +150,33 @@ def _rollback(kube: Kube, created: list[dict[str, Any]]) -> str:
     return text
 
 
-def _create_all(kube: Kube, plan: ComputeDomainPlan) -> list[dict[str, Any]]:
+def _left(plan: ComputeDomainPlan, created: tuple[str, ...]) -> str:
+    """What an interrupted apply leaves behind, and the command that removes it."""
+    if not created:
+        return "nothing was created"
+    return (
+        f"left {', '.join(created)}; `nvtopo compute-domain delete {plan.name} "
+        f"-n {plan.namespace}` removes them"
+    )
+
+
+def _create_all(
+    kube: Kube, plan: ComputeDomainPlan, *, dry_run: bool = False
+) -> list[dict[str, Any]]:
+    """Create the plan's objects in order; return the apiserver's answers."""
     from kubernetes.client.exceptions import ApiException
 
     created: list[dict[str, Any]] = []
+    answers: list[dict[str, Any]] = []
     for manifest in plan.manifests():
         try:
-            kube.create(manifest)
+            answers.append(kube.create(manifest, dry_run=dry_run))
+        except KeyboardInterrupt:
+            # Ctrl-C half way: undo what this call made (the deletes are quick), say so.
+            raise ComputeDomainInterrupted(
+                f"{KIND} {plan.namespace}/{plan.name}: apply interrupted while creating "
+                f"{ref(manifest)}; {_rollback(kube, created)}"
+            ) from None
         except ApiException as exc:
             undone = _rollback(kube, created)
             where = f"{KIND} {plan.namespace}/{plan.name}"
@@ -160,8 +189,9 @@ def _create_all(kube: Kube, plan: ComputeDomainPlan) -> list[dict[str, Any]]:
             ) from None
         except ComputeDomainError as exc:
             raise ComputeDomainError(f"{exc}; {_rollback(kube, created)}") from None
-        created.append(manifest)
-    return created
+        if not dry_run:
+            created.append(manifest)
+    return answers
 
 
 class _Progress:
@@ -307,6 +337,8 @@ def apply(
     timeout: float = 300,
     progress: bool = True,
     wait: bool = True,
+    dry_run: bool = False,
+    retry: RetryPolicy | None = None,
 ) -> AppliedComputeDomain:
     """Create the plan's objects and wait until the ComputeDomain is Ready on every node.
 
@@ -322,6 +354,11 @@ def apply(
         Show a progress bar on standard error.
     wait
         False: return right after creating the objects.
+    dry_run
+        Send every object with ``dryRun=All`` (kubectl's ``--dry-run=server``): the apiserver
+        validates and admits it and stores nothing; no wait.
+    retry
+        Retry policy for 429/5xx answers (:class:`~nvtopo.kube.retry.RetryPolicy`).
 
     Raises
     ------
@@ -331,8 +368,12 @@ def apply(
         An object of the plan already exists; what this call created was removed.
     ComputeDomainTimeout
         Not every node was Ready in time; the objects stay.
+    ComputeDomainInterrupted
+        Ctrl-C: while creating, what was made is removed; while waiting, the objects stay
+        and the message names them and the command that removes them.
     ComputeDomainError
-        Any other refusal, or the apiserver cannot be reached.
+        Any other refusal, or the apiserver cannot be reached (while waiting: the message
+        names the objects left).
     """
     if timeout <= 0:
         raise ComputeDomainError(f"timeout must be positive, got {timeout!r}")
@@ -341,11 +382,16 @@ def apply(
             f"the plan spans {len(plan.parts)} cliques, one ComputeDomain each; apply waits "
             "on one: plan with --domain required, or apply the printed manifests"
         )
-    kube = Kube(api_client)
+    kube = Kube(api_client, policy=retry)
     clock = time.monotonic
     start = clock()
     _require_crd(kube, plan.namespace)
-    created = tuple(ref(m) for m in _create_all(kube, plan))
+    answers = _create_all(kube, plan, dry_run=dry_run)
+    created = tuple(ref(m) for m in plan.manifests())
+    if dry_run:
+        return AppliedComputeDomain(
+            plan.name, plan.namespace, created, "DryRun", (), clock() - start, tuple(answers)
+        )
     if not wait:
         return AppliedComputeDomain(
             plan.name, plan.namespace, created, "NotReady", (), clock() - start
@@ -353,6 +399,15 @@ def apply(
     bar = _Progress(plan, progress)
     try:
         obj = _wait(kube, plan, timeout, bar, clock)
+    except KeyboardInterrupt:
+        raise ComputeDomainInterrupted(
+            f"{KIND} {plan.namespace}/{plan.name}: interrupted while waiting for its nodes; "
+            f"{_left(plan, created)}"
+        ) from None
+    except ComputeDomainTimeout:
+        raise
+    except ComputeDomainError as exc:  # the apiserver went away, or the object did
+        raise ComputeDomainError(f"{exc}; {_left(plan, created)}") from None
     finally:
         bar.stop()
     return AppliedComputeDomain(
@@ -365,17 +420,27 @@ def apply(
     )
 
 
-def delete(name: str, namespace: str, api_client: Any) -> tuple[str, ...]:
+def delete(
+    name: str, namespace: str, api_client: Any, *, retry: RetryPolicy | None = None
+) -> tuple[str, ...]:
     """Delete every object nvtopo made for ComputeDomain ``name``; return what was deleted.
 
     Objects are found by their labels (``app.kubernetes.io/managed-by=nvtopo``,
     ``nvtopo.dev/compute-domain=<name>``), so objects of the same names made by someone else
     are left alone. Kinds the apiserver does not serve are skipped. An empty tuple means
     there was nothing to delete.
+
+    Raises
+    ------
+    ComputeDomainError
+        ``name`` or ``namespace`` is no DNS label (checked before any request), or the
+        apiserver refused a list or a delete.
     """
     from kubernetes.client.exceptions import ApiException
 
-    kube = Kube(api_client)
+    check_label(name, "name", 63)
+    check_label(namespace, "namespace", 63)
+    kube = Kube(api_client, policy=retry)
     selector = f"{LABEL_MANAGED_BY}={MANAGER},{LABEL_COMPUTE_DOMAIN}={name}"
     deleted: list[str] = []
     for kind, api_version in reversed(_KINDS):

@@ -7,6 +7,7 @@ from nvtopo.exceptions import NvtopoError
 __all__ = [
     "ComputeDomainConflict",
     "ComputeDomainError",
+    "ComputeDomainInterrupted",
     "ComputeDomainTimeout",
     "CrdMissingError",
 ]
@@ -31,3 +32,8 @@ class ComputeDomainTimeout(ComputeDomainError):
         super().__init__(message)
         #: node name → its last status (``NotReady``, ``Failed``, or ``absent``).
         self.not_ready = not_ready
+
+
+class ComputeDomainInterrupted(ComputeDomainError):
+    """Apply was interrupted (Ctrl-C); the message says which objects stay and how to remove
+    them."""

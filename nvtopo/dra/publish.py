@@ -375,7 +375,7 @@ def publish(
     *,
     node: str | None = None,
     driver: str = DEFAULT_DRIVER,
-    prune: bool | None = None,
+    prune: bool = False,
     dry_run: bool = False,
     retry: RetryPolicy | None = None,
     workers: int = 8,
@@ -390,7 +390,8 @@ def publish(
     api_client
         A ``kubernetes.client.ApiClient``.
     desired
-        A :class:`~nvtopo.Cluster` (every node; pools of nodes not in it are deleted), a
+        A :class:`~nvtopo.Cluster` (every node; with ``prune``, pools of nodes not in it are
+        deleted), a
         :class:`~nvtopo.NodeTopology` (one node, named by ``node``), or a mapping of node
         name to that node's slice manifests (:func:`node_slices`).
     node
@@ -399,8 +400,9 @@ def publish(
     driver
         The DRA driver name the slices are published under.
     prune
-        Delete the pools of other nodes of the driver; default: True for a whole cluster,
-        False otherwise.
+        Also delete the pools of the driver's other nodes (those not in ``desired``). Off by
+        default, even for a whole cluster, as kubectl's ``--prune``: a cluster file that
+        misses nodes must not take their GPUs away.
     dry_run
         Read and plan only: the result lists what would change; nothing is written.
     retry
@@ -425,8 +427,6 @@ def publish(
     """
     started = time.perf_counter()
     pools = _desired(desired, node, driver)
-    whole = isinstance(desired, Cluster) and node is None
-    prune = whole if prune is None else prune
 
     def sleep(seconds: float) -> None:
         if stop is None:

@@ -22,14 +22,15 @@ from urllib.parse import quote
 
 from nvtopo.kube.retry import RetryPolicy, call_with_retry
 
-__all__ = ["RESOURCE_CLAIMS", "RESOURCE_SLICES", "RawApi"]
+__all__ = ["REQUEST_TIMEOUT", "RESOURCE_CLAIMS", "RESOURCE_SLICES", "RawApi"]
 
 #: Paths of the two ``resource.k8s.io/v1`` collections nvtopo reads and writes.
 RESOURCE_SLICES = "/apis/resource.k8s.io/v1/resourceslices"
 RESOURCE_CLAIMS = "/apis/resource.k8s.io/v1/resourceclaims"
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# (connect, read) seconds: a request that hangs must fail and be retried, not block forever.
-_TIMEOUT = (10.0, 30.0)
+#: (connect, read) seconds of every request but a watch: a request that hangs must fail and
+#: be retried, not block forever.
+REQUEST_TIMEOUT = (10.0, 30.0)
 _PAGE = 500
 
 
@@ -98,7 +99,7 @@ class RawApi:
             auth_settings=["BearerToken"],
         )
         self._count(method)
-        response = self.client.call_api(*request, _request_timeout=_TIMEOUT)
+        response = self.client.call_api(*request, _request_timeout=REQUEST_TIMEOUT)
         data = response.read()
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=response)
@@ -126,6 +127,7 @@ class RawApi:
             policy=self.policy,
             sleep=self.sleep,
             on_retry=self._retried,
+            host=self.host,
         )
 
     def list(
@@ -151,6 +153,64 @@ class RawApi:
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return
+
+    def watch(
+        self,
+        path: str,
+        *,
+        resource_version: str,
+        timeout: float,
+        field_selector: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Watch events (``{"type": ..., "object": {...}}``) on a collection, one per line.
+
+        Not retried: the stream ends when the server closes it, after about ``timeout``
+        seconds, or when the connection drops, and the caller reads the object again (a
+        request that is retried, and that reports a server that is really gone). A refusal
+        (410 Gone, 403) raises ``ApiException``.
+        """
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        query: list[tuple[str, Any]] = [
+            ("watch", "true"),
+            ("resourceVersion", resource_version),
+            ("timeoutSeconds", max(1, int(timeout))),
+            ("allowWatchBookmarks", "false"),
+        ]
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        request = self.client.param_serialize(
+            method="GET",
+            resource_path=path,
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        self._count("GET")
+        try:
+            response = self.client.call_api(
+                *request, _request_timeout=(REQUEST_TIMEOUT[0], timeout + 10)
+            )
+        except HTTPError:
+            return
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException(http_resp=response)
+        stream = response.response  # urllib3's, not preloaded: read line by line
+        try:
+            buffer = b""
+            for chunk in stream.stream(4096, decode_content=True):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        event: dict[str, Any] = json.loads(line)
+                        yield event
+        except (HTTPError, ValueError):
+            return
+        finally:
+            stream.release_conn()
 
     @staticmethod
     def item(path: str, name: str) -> str:

@@ -57,6 +57,7 @@ __all__ = [
     "RetryPolicy",
     "api_message",
     "call_with_retry",
+    "is_certificate_error",
     "is_retryable",
     "retry_after",
 ]
@@ -130,12 +131,30 @@ def _is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (HTTPError, ConnectionError))
 
 
+def is_certificate_error(exc: BaseException) -> bool:
+    """True when TLS failed (an unknown CA, a wrong host name, an expired certificate).
+
+    Trying again cannot fix that: the same certificate is offered on every try.
+    """
+    import ssl
+
+    seen: BaseException | None = exc
+    for _ in range(6):  # urllib3 wraps it: MaxRetryError.reason → SSLError → SSLCertVerify...
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError) or type(seen).__name__ == "SSLError":
+            return True
+        reason = getattr(seen, "reason", None)
+        seen = reason if isinstance(reason, BaseException) else seen.__cause__ or seen.__context__
+    return False
+
+
 def is_retryable(exc: BaseException) -> bool:
-    """True for a 429/5xx answer and for a connection that failed."""
+    """True for a 429/5xx answer and for a connection that failed (but not on TLS)."""
     status = _status(exc)
     if status is not None and status != 0:
         return status in RETRY_STATUSES
-    return _is_connection_error(exc)
+    return _is_connection_error(exc) and not is_certificate_error(exc)
 
 
 def is_timeout(exc: BaseException) -> bool:
@@ -198,12 +217,19 @@ def retry_after(exc: BaseException, *, now: float | None = None) -> float | None
     return None
 
 
-def api_message(exc: BaseException) -> str:
-    """``503 Service Unavailable: <the server's message>`` (or the connection failure)."""
+def api_message(exc: BaseException, *, host: str | None = None) -> str:
+    """``503 Service Unavailable: <the server's message>`` (or the connection failure).
+
+    The one rendering of an apiserver refusal for every caller (publisher, read-back,
+    ComputeDomains); ``host`` names the server in a connection failure.
+    """
     status = _status(exc)
     if status is None or status == 0:
         reason = getattr(exc, "reason", None) or exc
-        return f"cannot reach the apiserver ({reason})"
+        where = f"the apiserver at {host}" if host else "the apiserver"
+        if is_certificate_error(exc):
+            return f"TLS with {where} failed, not retried ({reason})"
+        return f"cannot reach {where} ({reason})"
     detail = None
     body = getattr(exc, "body", None)
     if body:
@@ -223,6 +249,7 @@ def call_with_retry(
     sleep: Callable[[float], Any] = time.sleep,
     rng: Callable[[], float] = random.random,
     on_retry: Callable[[BaseException, float], Any] | None = None,
+    host: str | None = None,
 ) -> T:
     """Call ``fn``; retry it on 429/5xx and connection failures as ``policy`` says.
 
@@ -241,11 +268,14 @@ def call_with_retry(
         Uniform draws in ``[0, 1)`` for the jitter.
     on_retry
         Called with the error and the delay before each retry (counting, logging).
+    host
+        The apiserver, named in the message of a connection failure.
 
     Raises
     ------
     KubeApiError
-        The tries ran out; one line naming ``what``, the status and the server's message.
+        The tries ran out, or TLS failed (not retried); one line naming ``what``, the
+        status and the server's message.
     Exception
         Anything not retryable (an ``ApiException`` 409, 404, 422...) at once, unchanged.
     """
@@ -285,9 +315,12 @@ def call_with_retry(
         return retrying(fn)
     except Exception as exc:
         if not is_retryable(exc):
+            if _status(exc) is None and _is_connection_error(exc):  # TLS: one line at once
+                raise KubeApiError(f"{what}: {api_message(exc, host=host)}") from None
             raise
         tries = min(rules.timeout_attempts, rules.attempts) if is_timeout(exc) else rules.attempts
+        gave_up = f"gave up after {tries} tr{'y' if tries == 1 else 'ies'}"
         raise KubeApiError(
-            f"{what}: {api_message(exc)} (gave up after {tries} tr{'y' if tries == 1 else 'ies'})",
+            f"{what}: {api_message(exc, host=host)} ({gave_up})",
             status=_status(exc) or None,
         ) from None

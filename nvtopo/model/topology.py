@@ -396,10 +396,13 @@ class NodeTopology:
     # -- constructors and views ------------------------------------------------------------
 
     @classmethod
-    def from_nvidia_smi(cls, text: str, *, source: str = "<text>") -> NodeTopology:
-        """Parse the output of ``nvidia-smi topo -m``."""
+    def from_nvidia_smi(cls, text: str | bytes, *, source: str = "<text>") -> NodeTopology:
+        """Parse the output of ``nvidia-smi topo -m`` (text, or the bytes of
+        ``subprocess.check_output``)."""
+        from nvtopo._validate import capture_text
         from nvtopo.formats.smi_topo import parse_topo_matrix
 
+        text = capture_text(text, source=source, command="nvidia-smi topo -m")
         return parse_topo_matrix(text, source=source)
 
     @classmethod
@@ -407,8 +410,10 @@ class NodeTopology:
         cls, data: str | bytes | dict[str, Any], *, source: str = "<json>"
     ) -> NodeTopology:
         """Read the ``nvtopo.dev/v1`` ``NodeTopology`` JSON format (text or parsed)."""
+        from nvtopo._validate import require_document
         from nvtopo.formats.jsonio import node_from_json
 
+        require_document(data, source=source)
         return node_from_json(data, source=source)
 
     def replace_gpus(self, gpus: Iterable[Gpu]) -> NodeTopology:

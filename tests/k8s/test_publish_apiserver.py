@@ -178,9 +178,12 @@ def test_stale_slices_and_pools_go(k8s_client: ApiClient, driver: str) -> None:
     single = publish(k8s_client, nvtopo.system("dgx-a100"), node="extra", driver=driver)
     assert single.created == 1 and single.deleted == 0
     assert len(stored(k8s_client, driver)) == 19
-    # ...publishing a whole cluster deletes the pools of nodes that left it.
+    # ...so does a whole cluster by default; with prune it deletes the pools of nodes that
+    # left it.
     shrunk = nvtopo.Cluster(racks.nodes[:10])
-    result = publish(k8s_client, shrunk, driver=driver)
+    kept = publish(k8s_client, shrunk, driver=driver)
+    assert kept.deleted == 0 and len(stored(k8s_client, driver)) == 19
+    result = publish(k8s_client, shrunk, driver=driver, prune=True)
     assert result.deleted == 9 and result.unchanged == 10
     assert {c.reason for c in result.changes} == {"node left the cluster"}
     assert_converged(k8s_client, driver, cluster_slices(shrunk, driver=driver))
@@ -231,7 +234,7 @@ def test_injected_429_and_5xx_are_retried(
     proxy.fail(504, times=1, method="DELETE")
     smaller = nvtopo.Cluster(cluster.nodes[1:])
     changed = {"dgx-2": node_slices(nvtopo.system("hgx-b200"), node="dgx-2", driver=driver)}
-    result = publish(via_proxy, smaller, driver=driver, retry=FAST)
+    result = publish(via_proxy, smaller, driver=driver, retry=FAST, prune=True)
     result2 = publish(via_proxy, changed, driver=driver, retry=FAST)
     assert result.deleted == 1 and result2.updated == 1
     assert result.retries + result2.retries == 2
@@ -315,7 +318,7 @@ def test_dry_run_lists_changes_and_writes_nothing(
     publish(via_proxy, cluster, driver=driver)
     proxy.reset()
     smaller = nvtopo.Cluster(cluster.nodes[:30])
-    plan = publish(via_proxy, smaller, driver=driver, dry_run=True)
+    plan = publish(via_proxy, smaller, driver=driver, dry_run=True, prune=True)
     assert plan.dry_run and plan.deleted == 9 and plan.writes == 0
     assert proxy.count(writes=True) == 0
     assert [c.action for c in plan.changes] == ["delete"] * 9

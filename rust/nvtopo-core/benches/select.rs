@@ -111,13 +111,14 @@ fn brute(t: &Topology, k: usize, avail: Mask) -> Mask {
             u64::MAX - t.total(m),
             t.numa_count(m),
             t.cut(m, avail & !m),
-            m.reverse_bits(),
+            // Smaller sorted tuples have larger reversed masks.
+            !m.reverse_bits(),
         );
         if best.is_none_or(|b| key < b) {
             best = Some(key);
         }
     }
-    best.map_or(0, |b| b.4.reverse_bits())
+    best.map_or(0, |b| (!b.4).reverse_bits())
 }
 
 fn config() -> Criterion {

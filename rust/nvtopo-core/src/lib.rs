@@ -14,6 +14,7 @@ pub mod counts;
 pub mod error;
 pub mod partition;
 pub mod place;
+pub mod random;
 pub mod score;
 pub mod select;
 pub mod topology;

@@ -28,6 +28,8 @@
 
 mod branch;
 
+use std::time::{Duration, Instant};
+
 use crate::bitset::{self, Mask};
 use crate::error::{Error, Result};
 use crate::topology::Topology;
@@ -36,8 +38,15 @@ use branch::BranchAndBound;
 /// Search nodes allowed when the caller gives no budget (enough to prove any ≤ 16-GPU case).
 pub const DEFAULT_BUDGET: u64 = 2_000_000;
 
+/// Time allowed to a search past [`EXACT_GPUS`] GPUs when the caller gives no deadline.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(10);
+
+/// Up to this many GPUs the search always runs to the proven optimum (it is bounded by
+/// the 2^n sets); a deadline applies only to larger nodes.
+pub const EXACT_GPUS: usize = 16;
+
 /// The chosen set and the measures Contract 1 compares it by.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Selection {
     /// Chosen positions.
     pub mask: Mask,
@@ -53,6 +62,10 @@ pub struct Selection {
     pub cut: u64,
     /// True when the search proved this set optimal within its budget.
     pub optimal: bool,
+    /// 0 when optimal; else how far the first unproven measure may fall short, as a
+    /// share of its upper bound: the bottleneck when a better one was not ruled out,
+    /// otherwise the total pair score.
+    pub gap: f64,
     /// The weakest pair (lowest score, then smallest ids), None for a single GPU.
     pub bottleneck_pair: Option<(i64, i64)>,
     /// Path of the weakest pair (`NV18`, `SYS`, ...).
@@ -116,7 +129,7 @@ pub fn resolve(
     Ok((avail, req))
 }
 
-/// Contract 1 by GPU ids: validate with [`resolve`], then [`select_mask`].
+/// Contract 1 by GPU ids: validate with [`resolve`], then [`select_within`].
 pub fn select(
     topo: &Topology,
     k: usize,
@@ -124,48 +137,248 @@ pub fn select(
     required: &[i64],
     budget: Option<u64>,
 ) -> Result<Selection> {
+    select_deadline(topo, k, available, required, budget, None)
+}
+
+/// [`select`] with a deadline for nodes past [`EXACT_GPUS`] GPUs (default
+/// [`DEFAULT_DEADLINE`]).
+pub fn select_deadline(
+    topo: &Topology,
+    k: usize,
+    available: Option<&[i64]>,
+    required: &[i64],
+    budget: Option<u64>,
+    deadline: Option<Duration>,
+) -> Result<Selection> {
     let (avail, req) = resolve(topo, k, available, required)?;
-    Ok(select_mask(
+    Ok(select_within(
         topo,
         k,
         avail,
         req,
         budget.unwrap_or(DEFAULT_BUDGET),
+        deadline,
     ))
 }
 
-/// Contract 1 on masks. The caller guarantees `req ⊆ avail`, `|req| ≤ k ≤ |avail|`.
+/// Contract 1 on masks, with the default deadline past [`EXACT_GPUS`] GPUs.
 pub fn select_mask(topo: &Topology, k: usize, avail: Mask, req: Mask, budget: u64) -> Selection {
+    select_within(topo, k, avail, req, budget, None)
+}
+
+/// Contract 1 on masks. The caller guarantees `req ⊆ avail`, `|req| ≤ k ≤ |avail|`.
+///
+/// Trivial requests are answered by rule: all required, all available, or one GPU (the
+/// one that leaves the best-connected GPUs together: the smallest cut, then the smallest
+/// id). Past [`EXACT_GPUS`] GPUs the search stops at `deadline` (half of it for the
+/// bottleneck) and returns the best set found with `optimal == false` and its gap.
+pub fn select_within(
+    topo: &Topology,
+    k: usize,
+    avail: Mask,
+    req: Mask,
+    budget: u64,
+    deadline: Option<Duration>,
+) -> Selection {
     debug_assert!(req & !avail == 0 && bitset::len(req) as usize <= k);
     debug_assert!(k <= bitset::len(avail) as usize);
+    let start = (topo.len() > EXACT_GPUS).then(Instant::now);
+    let allowed = deadline.unwrap_or(DEFAULT_DEADLINE);
     let mut s = Search {
         budget,
         nodes: 0,
         exhausted: false,
+        deadline: start.map(|t| t + allowed / 2),
     };
     let mut proven = true;
+    let mut gap = 0.0;
     let mask = if bitset::len(req) as usize == k {
         req
     } else if bitset::len(avail) as usize == k {
         avail
+    } else if k == 1 {
+        least_connected(topo, avail)
+    } else if k == 2 {
+        best_pair(topo, avail, req)
+    } else if k == 3 && bitset::len(avail) <= 24 {
+        best_triple(topo, avail, req)
+    } else if bitset::len(avail) as usize <= k + 3 && bitset::len(avail) <= 24 {
+        best_drop(topo, avail, req, bitset::len(avail) as usize - k)
     } else {
-        let (adj, witness) = if k == 1 {
-            (topo.complete(), None)
-        } else {
-            let (ti, witness, ok) = best_threshold(topo, &mut s, k, avail, req);
-            proven &= ok;
-            (topo.adjacency(ti), Some(witness))
-        };
+        let (ti, witness, open) = best_threshold(topo, &mut s, k, avail, req);
         s.exhausted = false;
-        let found = BranchAndBound::new(topo, adj, avail).run(&mut s, k, req, witness);
-        proven &= !s.exhausted;
-        match (found, witness) {
-            (Some(m), _) => m,
-            (None, Some(w)) => w,
-            (None, None) => lowest(avail & !req, k - bitset::len(req) as usize) | req,
+        s.deadline = start.map(|t| t + allowed);
+        let mut bb = BranchAndBound::new(topo, topo.adjacency(ti), avail);
+        let found = bb.run(&mut s, k, req, Some(witness)).unwrap_or(witness);
+        let bound = bb.root_bound;
+        let total = topo.total(found);
+        if let Some(oi) = open {
+            proven = false;
+            let best = topo.thresholds()[oi];
+            let got = topo.weakest_pair(found).map_or(0, |w| w.2);
+            gap = f64::from(best.saturating_sub(got)) / f64::from(best.max(1));
+        } else if s.exhausted {
+            proven = false;
+            gap = bound.saturating_sub(total) as f64 / bound.max(1) as f64;
         }
+        found
     };
-    finish(topo, mask, avail, proven, s.nodes)
+    let mut out = finish(topo, mask, avail, proven, s.nodes);
+    out.gap = gap;
+    out
+}
+
+/// Two GPUs by rule: every pair of `avail` holding `req`, compared by Contract 1 (a pair's
+/// bottleneck and total are its score; then NUMA keys; then its cut, the two degrees
+/// less twice the score; then the smallest ids, the order pairs are met in).
+fn best_pair(topo: &Topology, avail: Mask, req: Mask) -> Mask {
+    let mut deg = [0u64; bitset::MAX_GPUS];
+    for v in bitset::iter(avail) {
+        deg[v] = topo.cut(1 << v, avail & !(1 << v));
+    }
+    let mut best: Option<(std::cmp::Reverse<u32>, u32, u64, Mask)> = None;
+    for a in bitset::iter(avail) {
+        for b in bitset::iter(avail & !((2 as Mask) << a).wrapping_sub(1)) {
+            let m = (1 << a) | (1 << b);
+            if req & !m != 0 {
+                continue;
+            }
+            let score = topo.score(a, b);
+            let numa = if topo.numa_key(a) == topo.numa_key(b) {
+                1
+            } else {
+                2
+            };
+            let cut = deg[a] + deg[b] - 2 * u64::from(score);
+            let key = (std::cmp::Reverse(score), numa, cut, m);
+            if best.is_none_or(|x| (key.0, key.1, key.2) < (x.0, x.1, x.2)) {
+                best = Some(key);
+            }
+        }
+    }
+    best.map_or(req, |b| b.3)
+}
+
+/// Three GPUs by rule on small nodes: every triple of `avail` holding `req` (at most
+/// C(24, 3) = 2,024), compared by bottleneck and total first; NUMA keys and the cut only
+/// for triples that tie on both; met in sorted-tuple order, so the first best is kept.
+fn best_triple(topo: &Topology, avail: Mask, req: Mask) -> Mask {
+    let mut deg = [0u64; bitset::MAX_GPUS];
+    for v in bitset::iter(avail) {
+        deg[v] = topo.cut(1 << v, avail & !(1 << v));
+    }
+    let above = |a: usize| avail & !((2 as Mask) << a).wrapping_sub(1);
+    let tie = |m: Mask, total: u64| {
+        let cut: u64 = bitset::iter(m).map(|v| deg[v]).sum::<u64>() - 2 * total;
+        (topo.numa_count(m), cut)
+    };
+    let mut best: Option<(u32, u64, (u32, u64), Mask)> = None;
+    for a in bitset::iter(avail) {
+        for b in bitset::iter(above(a)) {
+            let ab = topo.score(a, b);
+            // A triple's bottleneck is at most any of its pairs': skip what cannot reach
+            // the best one found so far.
+            let floor = best.map_or(0, |x| x.0);
+            if ab < floor {
+                continue;
+            }
+            for c in bitset::iter(above(b)) {
+                let m = (1 << a) | (1 << b) | (1 << c);
+                if req & !m != 0 {
+                    continue;
+                }
+                let (ac, bc) = (topo.score(a, c), topo.score(b, c));
+                let bn = ab.min(ac).min(bc);
+                if bn < floor {
+                    continue;
+                }
+                let total = u64::from(ab) + u64::from(ac) + u64::from(bc);
+                let better = match &best {
+                    None => true,
+                    Some(x) => {
+                        (bn, total) > (x.0, x.1)
+                            || ((bn, total) == (x.0, x.1) && tie(m, total) < x.2)
+                    }
+                };
+                if better {
+                    best = Some((bn, total, tie(m, total), m));
+                }
+            }
+        }
+    }
+    best.map_or(req, |b| b.3)
+}
+
+/// All but `d` ≤ 3 of the available GPUs, by rule on small nodes: every set D of `d` GPUs
+/// to leave out (none required). With A the available GPUs and S = A \\ D:
+/// total(S) = total(A) − Σ_{v∈D} deg_A(v) + total(D), cut(S) = Σ_{v∈D} deg_A(v) −
+/// 2·total(D), and the bottleneck of S is the weakest pair of A that D does not touch
+/// (a scan of A's pairs, weakest first). S is smaller in sorted-tuple order exactly when D
+/// is larger, so among equals the last D met (in order) wins.
+fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
+    let mut deg = [0u64; bitset::MAX_GPUS];
+    for v in bitset::iter(avail) {
+        deg[v] = topo.cut(1 << v, avail & !(1 << v));
+    }
+    let all_total = topo.total(avail);
+    let mut pairs: Vec<(u32, Mask)> = Vec::new();
+    for a in bitset::iter(avail) {
+        for b in bitset::iter(avail & !((2 as Mask) << a).wrapping_sub(1)) {
+            pairs.push((topo.score(a, b), (1 << a) | (1 << b)));
+        }
+    }
+    pairs.sort_unstable_by_key(|p| p.0);
+    let free = avail & !req;
+    let mut best: Option<(u32, u64, u32, u64, Mask)> = None;
+    // `inner` = total(D), `out` = Σ_{v∈D} deg_A(v), both built up along the loops.
+    let mut consider = |drop: Mask, inner: u64, out: u64| {
+        let total = all_total + inner - out;
+        let bn = pairs.iter().find(|p| p.1 & drop == 0).map_or(0, |p| p.0);
+        if best.is_some_and(|b| (bn, total) < (b.0, b.1)) {
+            return;
+        }
+        let kept = avail & !drop;
+        let key = (bn, total, topo.numa_count(kept), out - 2 * inner, kept);
+        if best.is_some_and(|b| (bn, total) == (b.0, b.1) && (key.2, key.3) > (b.2, b.3)) {
+            return;
+        }
+        best = Some(key);
+    };
+    for a in bitset::iter(free) {
+        let above_a = free & !((2 as Mask) << a).wrapping_sub(1);
+        if d == 1 {
+            consider(1 << a, 0, deg[a]);
+            continue;
+        }
+        for b in bitset::iter(above_a) {
+            let ab = u64::from(topo.score(a, b));
+            if d == 2 {
+                consider((1 << a) | (1 << b), ab, deg[a] + deg[b]);
+                continue;
+            }
+            for c in bitset::iter(free & !((2 as Mask) << b).wrapping_sub(1)) {
+                let inner = ab + u64::from(topo.score(a, c)) + u64::from(topo.score(b, c));
+                consider(
+                    (1 << a) | (1 << b) | (1 << c),
+                    inner,
+                    deg[a] + deg[b] + deg[c],
+                );
+            }
+        }
+    }
+    best.map_or(avail, |b| b.4)
+}
+
+/// The single available GPU with the smallest cut to the others (then the smallest id).
+fn least_connected(topo: &Topology, avail: Mask) -> Mask {
+    let mut best: Option<(u64, usize)> = None;
+    for v in bitset::iter(avail) {
+        let cut = topo.cut(1 << v, avail & !(1 << v));
+        if best.is_none_or(|b| cut < b.0) {
+            best = Some((cut, v));
+        }
+    }
+    best.map_or(0, |b| 1 << b.1)
 }
 
 fn lowest(mut m: Mask, count: usize) -> Mask {
@@ -189,6 +402,7 @@ fn finish(topo: &Topology, mask: Mask, avail: Mask, optimal: bool, nodes: u64) -
         numa_keys: topo.numa_count(mask),
         cut: topo.cut(mask, avail & !mask),
         optimal,
+        gap: 0.0,
         bottleneck_pair: weakest.map(|(a, b, _)| (ids[a], ids[b])),
         bottleneck_path: weakest.map(|(a, b, _)| topo.path(a, b).label()),
         remaining: topo.ids_of(avail & !mask),
@@ -200,6 +414,7 @@ struct Search {
     budget: u64,
     nodes: u64,
     exhausted: bool,
+    deadline: Option<Instant>,
 }
 
 impl Search {
@@ -208,8 +423,22 @@ impl Search {
         self.nodes += 1;
         if self.nodes > self.budget {
             self.exhausted = true;
+        } else {
+            self.check_time();
         }
         !self.exhausted
+    }
+
+    /// Marks the search exhausted once past its deadline (only set past 16 GPUs, where a
+    /// search node costs far more than reading the clock). True when exhausted.
+    #[inline]
+    fn check_time(&mut self) -> bool {
+        if let Some(d) = self.deadline {
+            if !self.exhausted && Instant::now() >= d {
+                self.exhausted = true;
+            }
+        }
+        self.exhausted
     }
 
     /// An `m`-clique of `adj` inside `cand` (the lexicographically first), if one exists.
@@ -256,14 +485,15 @@ impl Search {
     }
 }
 
-/// Phase 1: index of the best threshold, a witness set there, and whether it is proven.
+/// Phase 1: index of the best threshold, a witness set there, and, when a higher
+/// threshold was not ruled out (the search ran out), the highest such one.
 fn best_threshold(
     topo: &Topology,
     s: &mut Search,
     k: usize,
     avail: Mask,
     req: Mask,
-) -> (usize, Mask, bool) {
+) -> (usize, Mask, Option<usize>) {
     let th = topo.thresholds();
     let last = th.len() - 1;
     let m = (k - bitset::len(req) as usize) as u32;
@@ -272,7 +502,9 @@ fn best_threshold(
     let mut lo = th.partition_point(|&t| t > cap);
     let mut hi = last;
     let mut witness: Option<Mask> = None;
-    let mut proven = true;
+    // The highest threshold proven to hold no set; above it, every one is ruled out.
+    let mut refuted: Option<usize> = None;
+    let first = lo;
     let candidates = |ti: usize| {
         let adj = topo.adjacency(ti);
         let mut c = avail & !req;
@@ -289,8 +521,8 @@ fn best_threshold(
                 witness = Some(c | req);
             }
             None => {
-                if s.exhausted {
-                    proven = false;
+                if !s.exhausted {
+                    refuted = Some(mid);
                 }
                 lo = mid + 1;
             }
@@ -300,7 +532,8 @@ fn best_threshold(
         // Only reached with hi == last, where every pair qualifies.
         lowest(candidates(hi), m as usize) | req
     });
-    (hi, witness, proven)
+    let top = refuted.map_or(first, |r| r + 1);
+    (hi, witness, (top < hi).then_some(top))
 }
 
 #[cfg(test)]
@@ -386,6 +619,20 @@ mod tests {
         assert_eq!(s.gpus, vec![0, 1]);
         assert_eq!(s.bottleneck_path.as_deref(), Some("NV4"));
         assert_eq!(s.remaining, vec![2, 3]);
+    }
+
+    #[test]
+    fn a_deadline_cuts_large_searches_short_and_says_by_how_much() {
+        let t = crate::random::random_node(&mut crate::random::Rng::new(3), 72);
+        let s = select_deadline(&t, 36, None, &[], None, Some(Duration::ZERO)).unwrap();
+        assert_eq!(s.gpus.len(), 36);
+        assert!(!s.optimal);
+        assert!(s.gap > 0.0 && s.gap <= 1.0, "gap {}", s.gap);
+        // Up to 16 GPUs the deadline does not apply: the optimum, proven.
+        let small = crate::random::random_node(&mut crate::random::Rng::new(3), 16);
+        let s = select_deadline(&small, 8, None, &[], None, Some(Duration::ZERO)).unwrap();
+        assert!(s.optimal);
+        assert_eq!(s.gap, 0.0);
     }
 
     #[test]

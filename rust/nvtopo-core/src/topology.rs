@@ -25,6 +25,7 @@ pub struct PairSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     ids: Vec<i64>,
+    generations: Vec<u8>,
     scores: Vec<u32>,
     paths: Vec<PairPath>,
     numa: Vec<usize>,
@@ -34,6 +35,7 @@ pub struct Topology {
     thresholds: Vec<u32>,
     adj: Vec<Mask>,
     others: Vec<Mask>,
+    mates: Vec<Mask>,
 }
 
 impl Topology {
@@ -156,8 +158,30 @@ impl Topology {
         }
         let all = bitset::full(n);
         let others = (0..n).map(|a| all & !(1 << a)).collect();
+        // Interchangeable GPUs: the same NUMA key and the same score to every third GPU.
+        // The relation is an equivalence (scores inside a class are all equal), so each
+        // position's row is its class.
+        let mut mates = vec![0 as Mask; n];
+        for a in 0..n {
+            if mates[a] != 0 {
+                continue;
+            }
+            let mut class: Mask = 1 << a;
+            for b in a + 1..n {
+                if mates[b] == 0
+                    && numa[a] == numa[b]
+                    && (0..n).all(|x| x == a || x == b || scores[a * n + x] == scores[b * n + x])
+                {
+                    class |= 1 << b;
+                }
+            }
+            for p in bitset::iter(class) {
+                mates[p] = class;
+            }
+        }
         Ok(Topology {
             ids,
+            generations: generations.to_vec(),
             scores,
             paths,
             numa,
@@ -167,6 +191,7 @@ impl Topology {
             thresholds,
             adj,
             others,
+            mates,
         })
     }
 
@@ -205,6 +230,11 @@ impl Topology {
     /// GPU ids by position.
     pub fn ids(&self) -> &[i64] {
         &self.ids
+    }
+
+    /// NVLink generation of each GPU (0 = unknown), by position.
+    pub fn generations(&self) -> &[u8] {
+        &self.generations
     }
 
     /// The mask of every GPU.
@@ -306,6 +336,13 @@ impl Topology {
     pub fn adjacency(&self, ti: usize) -> &[Mask] {
         let n = self.len();
         &self.adj[ti * n..(ti + 1) * n]
+    }
+
+    /// The GPUs interchangeable with `p` (itself included): same NUMA key, same score to
+    /// every other GPU. Swapping one for another changes no measure of a set.
+    #[inline]
+    pub fn mates(&self, p: usize) -> Mask {
+        self.mates[p]
     }
 
     /// Rows of the complete graph (every other GPU).

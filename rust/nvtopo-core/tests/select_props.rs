@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{brute, build, dgx1};
+use common::{brute, build, dgx1, dgx1_cells, Spec, DGX1_NUMA};
 use nvtopo_core::bitset::{self, Mask};
 use nvtopo_core::partition::partition;
 use nvtopo_core::select::{select, select_mask, DEFAULT_BUDGET};
@@ -24,7 +24,7 @@ fn topo_strategy() -> impl Strategy<Value = TopoSpec> {
                 ],
                 pairs,
             ),
-            prop::collection::vec(0u8..6, n),
+            prop::collection::vec(prop_oneof![3 => Just(3u8), 1 => 0u8..6], n),
             prop::collection::vec(0u32..3, n),
         )
     })
@@ -55,7 +55,8 @@ proptest! {
         let hi = bitset::len(avail) as usize;
         let k = lo + (k_seed as usize) % (hi - lo + 1);
         let got = select_mask(&t, k, avail, req, DEFAULT_BUDGET);
-        let want = brute(&t, k, avail, req);
+        let spec = Spec { n, cells: &cells, generations: &generations, numa: &numa };
+        let want = brute(&spec, k, avail, req);
         prop_assert_eq!(bitset::len(got.mask) as usize, k);
         prop_assert_eq!(got.mask & !avail, 0);
         prop_assert_eq!(req & !got.mask, 0);
@@ -81,13 +82,58 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// Nodes of 12 to 16 GPUs, mostly NVLink-dense (where the search has the most to
+    /// prove), every k, against the oracle.
+    #[test]
+    fn large_nodes_match_brute_force(
+        (n, cells, generations, numa) in (12usize..=16).prop_flat_map(|n| (
+            Just(n),
+            prop::collection::vec(
+                prop_oneof![
+                    2 => (Just(0u32), 0u8..5),
+                    3 => (1u32..19, Just(4u8)),
+                    1 => (Just(6u32), Just(4u8)),
+                ],
+                n * (n - 1) / 2,
+            ),
+            prop::collection::vec(prop_oneof![3 => Just(3u8), 1 => 0u8..6], n),
+            prop::collection::vec(0u32..3, n),
+        )),
+        avail_bits in any::<u16>(),
+        k_seed in any::<u8>(),
+    ) {
+        let t = build(n, &cells, &generations, &numa);
+        let all = bitset::full(n);
+        let avail = if avail_bits & 1 == 0 { all } else { Mask::from(avail_bits | 0xff) & all };
+        let k = 1 + (k_seed as usize) % bitset::len(avail) as usize;
+        let got = select_mask(&t, k, avail, 0, DEFAULT_BUDGET);
+        let spec = Spec { n, cells: &cells, generations: &generations, numa: &numa };
+        prop_assert!(got.optimal);
+        prop_assert_eq!(
+            (got.mask, got.bottleneck, got.total, got.numa_keys, got.cut),
+            brute(&spec, k, avail, 0)
+        );
+    }
+
+}
+
 #[test]
 fn dgx1_every_k_and_availability_matches_brute_force() {
     let t = dgx1();
+    let cells = dgx1_cells();
+    let spec = Spec {
+        n: 8,
+        cells: &cells,
+        generations: &[2; 8],
+        numa: &DGX1_NUMA,
+    };
     for avail in 1u128..256 {
         for k in 1..=bitset::len(avail) as usize {
             let got = select_mask(&t, k, avail, 0, DEFAULT_BUDGET);
-            let want = brute(&t, k, avail, 0);
+            let want = brute(&spec, k, avail, 0);
             assert_eq!(
                 (got.mask, got.bottleneck, got.total, got.numa_keys, got.cut),
                 want,

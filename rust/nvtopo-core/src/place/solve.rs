@@ -205,15 +205,20 @@ impl ClusterState {
     }
 
     /// Best single node with `g` free GPUs: fullest domain first, then tightest node.
+    /// Cliques are visited fullest first from `g` free GPUs up, and only while they can
+    /// still win.
     fn best_single(&self, g: usize) -> Option<usize> {
         if g >= self.width {
             return None;
         }
         let mut best: Option<(u64, usize, usize)> = None;
-        for &c in &self.cliques {
+        for &(f, c) in self.by_fill.range((g as u64, 0)..) {
+            if best.is_some_and(|b| f > b.0) {
+                break;
+            }
             let grp = &self.groups[c];
             if let Some(v) = (g..self.width).find(|&v| grp.cnt_all[v] > 0) {
-                let key = (grp.free_total, v, c);
+                let key = (f, v, c);
                 if best.is_none_or(|b| key < b) {
                     best = Some(key);
                 }
@@ -234,19 +239,22 @@ impl ClusterState {
             .find(|&r| self.nodes[r].nfree == v)
     }
 
-    /// Best single clique that holds the job on nodes outside a ComputeDomain.
+    /// Best single clique that holds the job on nodes outside a ComputeDomain. Cliques
+    /// are visited fullest first, from the job's size up, and only while they can win.
     fn best_clique(&self, need: Need) -> Option<usize> {
         match need {
             Need::Even { nodes, share } => {
                 let mut best: Option<(u64, u64, usize)> = None;
-                for &c in &self.cliques {
+                let from = u64::from(nodes) * share as u64;
+                for &(f, c) in self.by_fill.range((from, 0)..) {
+                    if best.is_some_and(|b| f > b.0) {
+                        break;
+                    }
                     let grp = &self.groups[c];
-                    if need.cover(&grp.cnt_elig) < u64::from(nodes)
-                        || best.is_some_and(|b| grp.free_total > b.0)
-                    {
+                    if need.cover(&grp.cnt_elig) < u64::from(nodes) {
                         continue;
                     }
-                    let key = (grp.free_total, smallest_sum(&grp.cnt_elig, share, nodes), c);
+                    let key = (f, smallest_sum(&grp.cnt_elig, share, nodes), c);
                     if best.is_none_or(|b| key < b) {
                         best = Some(key);
                     }
@@ -254,11 +262,16 @@ impl ClusterState {
                 best.map(|b| b.2)
             }
             Need::Total(g) => {
+                // No clique needs fewer nodes than this.
+                let most = (self.width - 1).max(1) as u64;
+                let least = g.div_ceil(most) as u32;
                 let mut best: Option<(u32, u64)> = None;
-                for &c in &self.cliques {
-                    let grp = &self.groups[c];
-                    if let Some(m) = fewest_nodes(&grp.cnt_elig, g) {
-                        let key = (m, grp.free_total);
+                for &(f, c) in self.by_fill.range((g, 0)..) {
+                    if best.is_some_and(|b| b.0 == least && f > b.1) {
+                        break;
+                    }
+                    if let Some(m) = fewest_nodes(&self.groups[c].cnt_elig, g) {
+                        let key = (m, f);
                         if best.is_none_or(|b| key < b) {
                             best = Some(key);
                         }
@@ -267,9 +280,9 @@ impl ClusterState {
                 let (m, f) = best?;
                 let mut memo: HashMap<&[u32], u64> = HashMap::new();
                 let mut pick: Option<(u64, usize)> = None;
-                for &c in &self.cliques {
+                for &(_, c) in self.by_fill.range((f, 0)..(f + 1, 0)) {
                     let grp = &self.groups[c];
-                    if grp.free_total != f || fewest_nodes(&grp.cnt_elig, g) != Some(m) {
+                    if fewest_nodes(&grp.cnt_elig, g) != Some(m) {
                         continue;
                     }
                     let s = *memo
@@ -431,18 +444,110 @@ impl ClusterState {
                 cand.push((rank, cnt, f));
             }
         }
-        let mut search = Spread {
-            cand: &cand,
-            need,
-            q,
-            best: None,
-            pick: Vec::new(),
-            chosen: Vec::new(),
+        let pick = match need {
+            Need::Even { nodes, share } => spread_even(&cand, q, nodes, share),
+            Need::Total(_) => spread_enumerate(&cand, need, q, width),
         };
-        search.run(0, &vec![0u32; width], 0);
-        let groups: Vec<usize> = search.pick.iter().map(|&i| cand[i].0).collect();
+        let groups: Vec<usize> = pick.iter().map(|&i| cand[i].0).collect();
         Ok(self.pick_in(&groups, need))
     }
+}
+
+/// Every combination of `q` candidates, in rank order: the first with the best key.
+fn spread_enumerate(
+    cand: &[(usize, Vec<u32>, u64)],
+    need: Need,
+    q: usize,
+    width: usize,
+) -> Vec<usize> {
+    let mut search = Spread {
+        cand,
+        need,
+        q,
+        best: None,
+        pick: Vec::new(),
+        chosen: Vec::new(),
+    };
+    search.run(0, &vec![0u32; width], 0);
+    search.pick
+}
+
+/// `preferred` gangs of `nodes` × `share` over exactly `q` candidate domains, by dynamic
+/// programming instead of trying every combination: O(candidates · q · nodes · nodes per
+/// domain).
+///
+/// A combination's key is (free GPUs in its domains, the `nodes` smallest eligible free
+/// counts over its nodes); the second is the least Σ over ways of taking t_i of each
+/// domain's smallest counts with Σ t_i = nodes. So the key is additive over (domain, t_i)
+/// choices and `best[i][j][t]` (domains i.., j of them, t nodes) is the minimum over
+/// skipping domain i or taking it with some t_i. Walking forward and taking a domain
+/// whenever an optimum allows gives the first combination in rank order.
+fn spread_even(cand: &[(usize, Vec<u32>, u64)], q: usize, nodes: u32, share: usize) -> Vec<usize> {
+    const NONE: (u64, u64) = (u64::MAX, u64::MAX);
+    let n = nodes as usize;
+    let prefix: Vec<Vec<u64>> = cand
+        .iter()
+        .map(|(_, cnt, _)| {
+            let mut p = vec![0u64];
+            for (v, &c) in cnt.iter().enumerate().skip(share) {
+                for _ in 0..c {
+                    if p.len() > n {
+                        break;
+                    }
+                    p.push(p[p.len() - 1] + v as u64);
+                }
+            }
+            p
+        })
+        .collect();
+    let len = cand.len();
+    let at = |i: usize, j: usize, t: usize| (i * (q + 1) + j) * (n + 1) + t;
+    let mut best = vec![NONE; (len + 1) * (q + 1) * (n + 1)];
+    best[at(len, 0, 0)] = (0, 0);
+    let add = |a: (u64, u64), f: u64, s: u64| {
+        if a == NONE {
+            NONE
+        } else {
+            (a.0 + f, a.1 + s)
+        }
+    };
+    for i in (0..len).rev() {
+        let f = cand[i].2;
+        for j in 0..=q {
+            for t in 0..=n {
+                let mut b = best[at(i + 1, j, t)];
+                if j > 0 {
+                    for (ti, &s) in prefix[i].iter().enumerate().take(t + 1) {
+                        b = b.min(add(best[at(i + 1, j - 1, t - ti)], f, s));
+                    }
+                }
+                best[at(i, j, t)] = b;
+            }
+        }
+    }
+    let (mut j, mut t) = (q, n);
+    let mut pick = Vec::with_capacity(q);
+    for i in 0..len {
+        if j == 0 {
+            break;
+        }
+        let want = best[at(i, j, t)];
+        if want == NONE {
+            break;
+        }
+        let f = cand[i].2;
+        let take = prefix[i]
+            .iter()
+            .enumerate()
+            .take(t + 1)
+            .find(|&(ti, &s)| add(best[at(i + 1, j - 1, t - ti)], f, s) == want);
+        if let Some((ti, _)) = take {
+            pick.push(i);
+            j -= 1;
+            t -= ti;
+        }
+    }
+    pick
 }
 
 /// Enumeration of q-domain combinations in rank order (so ties keep the first).
@@ -491,6 +596,55 @@ impl Spread<'_> {
         if self.best.is_none_or(|b| key < b) {
             self.best = Some(key);
             self.pick = self.chosen.clone();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::Rng;
+
+    /// The dynamic programme against trying every combination, on small random sets of
+    /// domains (ties included: few distinct counts and free totals).
+    #[test]
+    fn even_spread_matches_every_combination() {
+        let mut rng = Rng::new(11);
+        for _ in 0..400 {
+            let width = 2 + rng.below(4) as usize;
+            let share = 1 + rng.below(width as u64 - 1) as usize;
+            let count = 1 + rng.below(7) as usize;
+            let cand: Vec<(usize, Vec<u32>, u64)> = (0..count)
+                .map(|r| {
+                    let mut cnt = vec![0u32; width];
+                    for c in cnt.iter_mut().skip(share) {
+                        *c = rng.below(3) as u32;
+                    }
+                    let f = crate::counts::capacity(&cnt) + rng.below(3);
+                    (r, cnt, f)
+                })
+                .collect();
+            let cover: u64 = cand
+                .iter()
+                .map(|c| c.1.iter().map(|&x| u64::from(x)).sum::<u64>())
+                .sum();
+            if cover == 0 {
+                continue;
+            }
+            let nodes = 1 + rng.below(cover) as u32;
+            let need = Need::Even { nodes, share };
+            // q: the fewest candidates that cover the nodes, largest first.
+            let mut covers: Vec<u64> = cand.iter().map(|c| need.cover(&c.1)).collect();
+            covers.sort_unstable_by(|a, b| b.cmp(a));
+            let mut q = 0;
+            let mut acc = 0;
+            while acc < u64::from(nodes) {
+                acc += covers[q];
+                q += 1;
+            }
+            let dp = spread_even(&cand, q, nodes, share);
+            let brute = spread_enumerate(&cand, need, q, width);
+            assert_eq!(dp, brute, "{cand:?} nodes {nodes} share {share} q {q}");
         }
     }
 }

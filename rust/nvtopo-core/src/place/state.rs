@@ -78,6 +78,11 @@ pub struct ClusterState {
     pub(super) singles: Vec<BTreeSet<usize>>,
     /// Nodes without a clique and outside a ComputeDomain, by free count.
     pub(super) singles_elig: Vec<BTreeSet<usize>>,
+    /// Cliques by (free GPUs, rank): the fullest that can hold a job are found without
+    /// visiting the others.
+    pub(super) by_fill: BTreeSet<(u64, usize)>,
+    /// Free GPUs in the whole cluster.
+    free_all: u64,
     held: HashMap<u64, Held>,
     next_id: u64,
 }
@@ -164,11 +169,16 @@ impl ClusterState {
             by_free: vec![BTreeSet::new(); width],
             singles: vec![BTreeSet::new(); width],
             singles_elig: vec![BTreeSet::new(); width],
+            by_fill: BTreeSet::new(),
+            free_all: 0,
             held: HashMap::new(),
             next_id: 1,
         };
         for rank in 0..state.nodes.len() {
             state.add_aggregates(rank);
+        }
+        for &c in &state.cliques {
+            state.by_fill.insert((state.groups[c].free_total, c));
         }
         Ok(state)
     }
@@ -177,6 +187,7 @@ impl ClusterState {
         let n = &self.nodes[rank];
         let (v, g, elig) = (n.nfree, n.group, !n.in_cd);
         let grp = &mut self.groups[g];
+        self.free_all += v as u64;
         grp.free_total += v as u64;
         grp.cnt_all[v] += 1;
         if elig {
@@ -195,6 +206,7 @@ impl ClusterState {
         let n = &self.nodes[rank];
         let (v, g, elig) = (n.nfree, n.group, !n.in_cd);
         let grp = &mut self.groups[g];
+        self.free_all -= v as u64;
         grp.free_total -= v as u64;
         grp.cnt_all[v] -= 1;
         if elig {
@@ -208,12 +220,19 @@ impl ClusterState {
     }
 
     fn update(&mut self, rank: usize, free: Mask, in_cd: bool) {
+        let g = self.nodes[rank].group;
+        let before = self.groups[g].free_total;
         self.remove_aggregates(rank);
         let n = &mut self.nodes[rank];
         n.free = free;
         n.nfree = bitset::len(free) as usize;
         n.in_cd = in_cd;
         self.add_aggregates(rank);
+        let after = self.groups[g].free_total;
+        if self.groups[g].clique && after != before {
+            self.by_fill.remove(&(before, g));
+            self.by_fill.insert((after, g));
+        }
     }
 
     fn rank(&self, name: &str) -> Result<usize> {
@@ -249,9 +268,9 @@ impl ClusterState {
         Ok(self.nodes[self.rank(name)?].in_cd)
     }
 
-    /// Free GPUs in the whole cluster.
+    /// Free GPUs in the whole cluster (kept as GPUs are taken and given back: O(1)).
     pub fn free_count(&self) -> u64 {
-        self.nodes.iter().map(|n| n.nfree as u64).sum()
+        self.free_all
     }
 
     /// The best placement of `req` (Contract 2), without committing it.

@@ -33,6 +33,8 @@ pub(super) struct BranchAndBound<'t> {
     /// A known feasible set: branches strictly worse than it are cut before the search
     /// meets a first set of its own (ties are not cut, so the lexicographic rule holds).
     seed: Option<Best>,
+    /// An upper bound on the total of any set of this graph, taken at the root.
+    pub(super) root_bound: u64,
 }
 
 impl<'t> BranchAndBound<'t> {
@@ -48,6 +50,7 @@ impl<'t> BranchAndBound<'t> {
             deg_count: 0,
             best: None,
             seed: None,
+            root_bound: u64::MAX,
         };
         for v in bitset::iter(avail) {
             bb.deg[v] = bitset::iter(avail & !(1 << v))
@@ -62,7 +65,7 @@ impl<'t> BranchAndBound<'t> {
     }
 
     pub(super) fn run(
-        mut self,
+        &mut self,
         s: &mut Search,
         k: usize,
         req: Mask,
@@ -103,14 +106,20 @@ impl<'t> BranchAndBound<'t> {
                 cut: degsum - 2 * total,
             }
         };
-        let seeds = [seed, self.greedy(req, p, r)];
+        let greedy = self.greedy(req, p, r);
+        let seeds = [seed, greedy.map(|g| self.improve(s, req, p, g))];
         self.seed =
             seeds
                 .into_iter()
                 .flatten()
                 .map(measure)
                 .reduce(|a, b| if worse(&b, &a) { a } else { b });
-        self.dfs(s, req, p, r, topo.total(req), cover, nkeys, degsum);
+        let root_total = topo.total(req);
+        self.dfs(s, req, p, r, root_total, cover, nkeys, degsum);
+        if s.exhausted {
+            // Only a search cut short reports a gap (the gains are back at the root).
+            self.root_bound = self.bound(p, r, root_total);
+        }
         // A finished search always ends with best at least as good as the seed; one cut
         // short by its budget returns the better of the two.
         match (self.best, self.seed) {
@@ -134,6 +143,41 @@ impl<'t> BranchAndBound<'t> {
             }
         }
         Some(chosen)
+    }
+
+    /// Better a set by swaps: one GPU out, one candidate in (keeping every pair in the
+    /// graph), the swap that adds the most total first, until none adds any.
+    fn improve(&self, s: &mut Search, req: Mask, p: Mask, mut set: Mask) -> Mask {
+        let topo = self.topo;
+        for _ in 0..MAX_GPUS {
+            if s.check_time() {
+                break;
+            }
+            let mut to: [u64; MAX_GPUS] = [0; MAX_GPUS];
+            for w in bitset::iter(p) {
+                to[w] = bitset::iter(set & !(1 << w))
+                    .map(|x| u64::from(topo.score(w, x)))
+                    .sum();
+            }
+            let mut best: Option<(u64, usize, usize)> = None;
+            for u in bitset::iter(set & !req) {
+                let keep = set & !(1 << u);
+                for w in bitset::iter(p & !set) {
+                    if self.adj[w] & keep != keep {
+                        continue;
+                    }
+                    let add = to[w] - u64::from(topo.score(w, u));
+                    if add > to[u] && best.is_none_or(|b| add - to[u] > b.0) {
+                        best = Some((add - to[u], u, w));
+                    }
+                }
+            }
+            match best {
+                Some((_, u, w)) => set = (set & !(1 << u)) | (1 << w),
+                None => break,
+            }
+        }
+        set
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -164,7 +208,14 @@ impl<'t> BranchAndBound<'t> {
         let mut order = [0u8; MAX_GPUS];
         let mut count = 0;
         let mut rest = p;
+        // deg inside `dr_set` of each of its GPUs, kept up to date as `rest` shrinks.
+        let mut dr = [0u64; MAX_GPUS];
+        let mut dr_ready = false;
+        let mut dr_set: Mask = 0;
         while bitset::len(rest) >= r {
+            if s.check_time() {
+                return;
+            }
             if self.best.is_some() || self.seed.is_some() {
                 if count == 0 {
                     let j = (r - 1) as usize;
@@ -176,14 +227,40 @@ impl<'t> BranchAndBound<'t> {
                     order[..count]
                         .sort_unstable_by(|a, b| worth[*b as usize].cmp(&worth[*a as usize]));
                 }
-                let ub = total + top_sum(&order[..count], rest, r, &worth) / 2;
+                let mut ub = total + top_sum(&order[..count], rest, r, &worth) / 2;
                 if self.prune(rest, r, ub, cover, nkeys, degsum) {
                     break;
+                }
+                if bitset::len(rest) <= 2 * r {
+                    if !dr_ready {
+                        for u in bitset::iter(rest) {
+                            dr[u] = bitset::iter(rest & !(1 << u))
+                                .map(|x| u64::from(topo.score(u, x)))
+                                .sum();
+                        }
+                        dr_ready = true;
+                        dr_set = rest;
+                    } else if dr_set != rest {
+                        let gone = dr_set & !rest;
+                        for u in bitset::iter(rest) {
+                            for x in bitset::iter(gone) {
+                                dr[u] -= u64::from(topo.score(u, x));
+                            }
+                        }
+                        dr_set = rest;
+                    }
+                    ub = ub.min(self.complement_bound(rest, r, total, &dr));
+                    if self.prune(rest, r, ub, cover, nkeys, degsum) {
+                        break;
+                    }
                 }
             }
             let v = rest.trailing_zeros() as usize;
             rest &= rest - 1;
             let np = rest & self.adj[v];
+            // A set without v but with a later GPU interchangeable with v is matched by
+            // the same set with v instead: as good, and smaller in order, so met first.
+            rest &= !topo.mates(v);
             if bitset::len(np) + 1 < r {
                 continue;
             }
@@ -217,6 +294,61 @@ impl<'t> BranchAndBound<'t> {
                 return;
             }
         }
+    }
+
+    /// An upper bound on the total of `r` more picks from `p` (with `total` so far).
+    fn bound(&self, p: Mask, r: u32, total: u64) -> u64 {
+        if r == 0 {
+            return total;
+        }
+        let j = (r - 1) as usize;
+        let mut worth: Vec<u64> = bitset::iter(p)
+            .map(|v| 2 * self.gain[v] + self.topo.best_partners(v, p & self.adj[v], j))
+            .collect();
+        worth.sort_unstable_by(|a, b| b.cmp(a));
+        let forward = total + worth.iter().take(r as usize).sum::<u64>() / 2;
+        if bitset::len(p) < r {
+            return forward;
+        }
+        let mut dr = [0u64; MAX_GPUS];
+        for v in bitset::iter(p) {
+            dr[v] = bitset::iter(p & !(1 << v))
+                .map(|u| u64::from(self.topo.score(v, u)))
+                .sum();
+        }
+        forward.min(self.complement_bound(p, r, total, &dr))
+    }
+
+    /// The bound seen from the GPUs left out: picking r of `rest` drops d = |rest| − r.
+    /// With G = Σ gain and T = total(rest), a kept set scores
+    /// G + T − Σ_{v∈D} (gain(v) + deg_rest(v)) + total(D), and total(D) is at most half
+    /// of Σ_{v∈D} (v's d − 1 best scores inside rest); so the d smallest of
+    /// `2·gain + 2·deg_rest − best(d − 1)` bound what any D must give up. Tight when few
+    /// GPUs are left out, where the forward bound is loosest.
+    fn complement_bound(&self, rest: Mask, r: u32, total: u64, dr: &[u64; MAX_GPUS]) -> u64 {
+        let topo = self.topo;
+        let d = (bitset::len(rest) - r) as usize;
+        let mut lose = [0u64; MAX_GPUS];
+        let mut count = 0;
+        let mut sum2 = 0u64; // 2·G + 2·T
+        for v in bitset::iter(rest) {
+            let others = rest & !(1 << v);
+            let deg = dr[v];
+            let best = if d > 1 {
+                topo.best_partners(v, others, d - 1)
+            } else {
+                0
+            };
+            sum2 += 2 * self.gain[v] + deg;
+            lose[count] = 2 * self.gain[v] + 2 * deg - best;
+            count += 1;
+        }
+        let lose = &mut lose[..count];
+        if d < count {
+            lose.select_nth_unstable(d);
+        }
+        let given_up: u64 = lose[..d].iter().sum();
+        total + sum2.saturating_sub(given_up) / 2
     }
 
     #[inline]
