@@ -71,11 +71,13 @@ def _seen(view: ClusterView, env: Env, *claims: str) -> None:
 
 
 def _recording(worker: Any) -> list[tuple[str, str]]:
+    """(method, path) of each request the allocator makes; later pages of a list left out."""
     calls: list[tuple[str, str]] = []
     request = worker.api.request
 
     def record(method: str, path: str, **kwargs: Any) -> Any:
-        calls.append((method, path))
+        if not any(k == "continue" for k, _ in kwargs.get("query") or ()):
+            calls.append((method, path))
         return request(method, path, **kwargs)
 
     worker.api.request = record
