@@ -201,3 +201,31 @@ def test_a_labelled_gang_needs_its_size_and_no_extra_pods() -> None:
         [_pod("v-0", "c0", "v", 1), _pod("v-1", "c1", "v", 1)], claims, DRIVER
     )
     assert "2 pods for a gang of 1" in errors["ns/v"][0]
+
+
+def test_own_writes_are_overlaid_until_the_view_echoes_them() -> None:
+    from nvtopo.allocator.watch import Watched
+    from nvtopo.kube.client import RawApi
+    from nvtopo.kube.view import Snapshot
+
+    def snap(*claims: dict[str, Any]) -> Snapshot:
+        return Snapshot(1, nvtopo.Cluster(()), {}, (), claims, True)
+
+    before = _claim("c0", 2)
+    before["metadata"]["resourceVersion"] = "7"
+    after = copy.deepcopy(before)
+    after["metadata"]["resourceVersion"] = "9"
+    after["status"] = {"allocation": allocation_result("n", (("gpus", DRIVER, "n", "gpu-0"),))}
+    watched = Watched(RawApi(None))
+    watched.wrote(before, after)
+    # The view still has the claim as it was: the write is what the allocator plans on.
+    assert watched.claims(snap(before))[("ns", "c0")] is after
+    # The view moved on (here a later change after the write): its object is used, and the
+    # overlay is gone for good.
+    later = copy.deepcopy(after)
+    later["metadata"]["resourceVersion"] = "12"
+    assert watched.claims(snap(later))[("ns", "c0")] is later
+    assert watched.claims(snap(before))[("ns", "c0")] is before
+    # Deleted: not brought back.
+    watched.wrote(before, after)
+    assert watched.claims(snap()) == {}

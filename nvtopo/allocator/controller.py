@@ -1,13 +1,17 @@
 """The allocator's loop: gated gangs in, allocated claims and lifted gates out.
 
-Each pass lists the gated pods; when some are there, it reads the cluster (ResourceSlices
-and every ResourceClaim, :mod:`.inventory`), first finishes or rolls back any gang with a
-journal (a write cut short by a crash), then places each complete gang on one
-:class:`~nvtopo.place.ClusterState` (so two gangs of one pass never share a GPU):
+Each pass lists the gated pods; when some are there, it takes the cluster (ResourceSlices
+and every ResourceClaim) from the watched view it shares with the placement service
+(:mod:`.watch`, :mod:`.inventory`), first finishes or rolls back any gang with a journal (a
+write cut short by a crash; judged on claims read afresh), then places each complete gang
+on one :class:`~nvtopo.place.ClusterState` (so two gangs of one pass never share a GPU):
+a fresh read of the claims to check the plan against what the view may not have seen yet,
 journal, each claim's ``status.allocation``, then the gates. A gang that cannot be placed
 keeps its gate and gets an event and a pod condition saying why; it is tried again only
 when the free capacity changes. Every write is a read-modify-write with the object's
 ``resourceVersion``: a conflict ends the pass, and the next one starts from fresh reads.
+:meth:`Allocator.run` passes again as soon as the view changes (a claim made for a new pod,
+one allocated or freed), or after ``interval`` at the latest (new gated pods).
 """
 
 from __future__ import annotations
@@ -27,13 +31,15 @@ from nvtopo.allocator.gang import (
     gated,
     group_gangs,
 )
-from nvtopo.allocator.inventory import Inventory, TopologyCache, read_inventory
+from nvtopo.allocator.inventory import Inventory, read_inventory
 from nvtopo.allocator.journal import Journal, decode, encode, verdict, written
 from nvtopo.allocator.plan import ClaimAllocation, GangPlan, plan_gang
+from nvtopo.allocator.watch import Claims, Watched
 from nvtopo.dra.slices import DEFAULT_DRIVER
 from nvtopo.exceptions import InfeasibleError, NvtopoError, ParseError
-from nvtopo.kube.client import RESOURCE_CLAIMS, RESOURCE_SLICES, RawApi
+from nvtopo.kube.client import RawApi
 from nvtopo.kube.readback import allocated_devices
+from nvtopo.kube.view import ClusterView
 from nvtopo.place import ClusterState
 
 __all__ = ["CONDITION", "Allocator", "PassResult"]
@@ -88,6 +94,11 @@ class Allocator:
         The driver of the slices that carry each node's topology (nvtopo's node agent).
     on_claim_written
         Called with the count of claims written so far in a gang (fault injection in tests).
+    view
+        A :class:`~nvtopo.kube.view.ClusterView` shared with others in this process (it
+        must watch ``topology_driver``'s slices, and ``driver``'s as ``extra_drivers``);
+        without one the allocator starts its own on first use and stops it in
+        :meth:`close`.
     """
 
     def __init__(
@@ -98,13 +109,14 @@ class Allocator:
         device_class: str | None = None,
         topology_driver: str = DEFAULT_DRIVER,
         on_claim_written: Callable[[int], None] | None = None,
+        view: ClusterView | None = None,
     ) -> None:
         self.api = RawApi(api_client)
         self.driver = driver
         self.device_class = device_class or driver
         self.topology_driver = topology_driver
         self.on_claim_written = on_claim_written
-        self._topologies = TopologyCache()
+        self.watched = Watched(self.api, view)
         # gang key -> (member names, capacity fingerprint, message) of its last refusal
         self._refused: dict[str, tuple[tuple[str, ...], Any, str]] = {}
 
@@ -112,31 +124,29 @@ class Allocator:
     def _list(self, path: str, what: str) -> list[dict[str, Any]]:
         return list(self.api.list(path, what=what))
 
-    def _inventory(self, claims: list[dict[str, Any]]) -> Inventory:
-        slices = self._list(RESOURCE_SLICES, "list ResourceSlices")
-        return read_inventory(
-            slices,
-            claims,
-            driver=self.driver,
-            topology_driver=self.topology_driver,
-            cache=self._topologies,
-        )
+    def _view(self) -> ClusterView:
+        return self.watched.view(self.topology_driver, self.driver)
 
     # -- one pass --------------------------------------------------------------------------
     def run_once(self) -> PassResult:
         """One pass over the gated pods; returns what it did."""
         result = PassResult()
+        view = self._view()
         pods = [p for p in self._list("/api/v1/pods", "list pods") if gated(p)]
         if not pods:
             self._refused.clear()
             return result
-        claims_list = self._list(RESOURCE_CLAIMS, "list ResourceClaims")
-        claims = {
-            (str(c["metadata"]["namespace"]), str(c["metadata"]["name"])): c for c in claims_list
-        }
-        inventory = self._inventory(claims_list)
+        snap = view.snapshot()
+        claims = self.watched.claims(snap)
+        inventory = read_inventory(
+            snap.slices + snap.extra_slices,
+            claims.values(),
+            driver=self.driver,
+            topology_driver=self.topology_driver,
+            base=snap.cluster,
+        )
         try:
-            if self._recover(pods, claims, inventory, result):
+            if self._recover(pods, result):
                 return result  # claims changed: place the rest from fresh reads next pass
             gangs, ungoverned, errors = group_gangs(pods, claims, self.device_class)
             for pod in ungoverned:
@@ -146,7 +156,7 @@ class Allocator:
             state = ClusterState(inventory.cluster)
             for gang in gangs:
                 if gang.complete:
-                    self._place(gang, inventory, state, claims, result)
+                    self._place(gang, inventory, state, result)
         except _Conflict as exc:
             log.info("pass ended early: %s", exc)
         return result
@@ -156,7 +166,6 @@ class Allocator:
         gang: Gang,
         inventory: Inventory,
         state: ClusterState,
-        claims: Mapping[tuple[str, str], Mapping[str, Any]],
         result: PassResult,
     ) -> None:
         members = tuple(m.name for m in gang.members)
@@ -173,7 +182,7 @@ class Allocator:
             self._refuse_pods([m.pod for m in gang.members], gang.key, message, result)
             return
         self._refused.pop(gang.key, None)
-        self._commit(plan, claims, result)
+        self._commit(plan, result)
         result.placed.append(gang.key)
 
     # -- writes ----------------------------------------------------------------------------
@@ -197,12 +206,32 @@ class Allocator:
                 return None
             raise
 
-    def _commit(
-        self,
-        plan: GangPlan,
-        claims: Mapping[tuple[str, str], Mapping[str, Any]],
-        result: PassResult,
-    ) -> None:
+    def _check(self, plan: GangPlan) -> Claims:
+        """The claims read afresh, once the plan is checked against them.
+
+        The plan comes from the watched view, which may not have seen a claim allocated a
+        moment ago by someone else (the stock scheduler, on another DeviceClass of the same
+        devices, or a second allocator). Never a device twice therefore rests on this quorum
+        read right before the first write, not on the view and not on the claim status
+        write's ``resourceVersion`` (which conflicts only on the claim written, never on a
+        device held by another claim). What is left, a write landing between this read and
+        ours, is closed by the admission policy in ``deploy/``: only the allocator
+        allocates nvtopo's class.
+        """
+        fresh = self.watched.fresh_claims()
+        mine = {(c.namespace, c.claim) for c in plan.claims}
+        busy = allocated_devices((c for k, c in fresh.items() if k not in mine), self.driver)
+        for c in plan.claims:
+            state = written(fresh.get((c.namespace, c.claim)), c)
+            if state is None:
+                raise _Conflict(f"claim {c.namespace}/{c.claim} is gone or allocated otherwise")
+            taken = [dev for _, _, pool, dev in c.results if (pool, dev) in busy]
+            if state is False and taken:
+                raise _Conflict(f"{', '.join(taken)} of {c.node} taken meanwhile")
+        return fresh
+
+    def _commit(self, plan: GangPlan, result: PassResult) -> None:
+        claims = self._check(plan)
         gang = plan.gang
         members = sorted(gang.members, key=lambda m: m.name)
         first = members[0].pod
@@ -241,11 +270,12 @@ class Allocator:
             if not body:
                 raise _Conflict(f"claim {c.namespace}/{c.claim} is gone")
             body["status"] = {**(body.get("status") or {}), "allocation": c.status()}
-            self._put(
+            done = self._put(
                 _claim_path(c.namespace, c.claim) + "/status",
                 body,
                 f"allocation of claim {c.namespace}/{c.claim}",
             )
+            self.watched.wrote(body, done)
             count += 1
             result.claim_writes += 1
             if self.on_claim_written is not None:
@@ -265,21 +295,22 @@ class Allocator:
         self._put(_pod_path(meta["namespace"], meta["name"]), body, f"gate of pod {meta['name']}")
 
     # -- crash recovery --------------------------------------------------------------------
-    def _recover(
-        self,
-        pods: list[dict[str, Any]],
-        claims: Mapping[tuple[str, str], Mapping[str, Any]],
-        inventory: Inventory,
-        result: PassResult,
-    ) -> bool:
-        """Finish or roll back every gang with a journal; True when anything was done."""
+    def _recover(self, pods: list[dict[str, Any]], result: PassResult) -> bool:
+        """Finish or roll back every gang with a journal; True when anything was done.
+
+        Judged on claims read afresh from the apiserver, not on the view: finishing a
+        journal must not hand out a device that a claim the view has not seen holds.
+        """
         acted = False
         by_name = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in pods}
+        claims: Claims | None = None
         for pod in pods:
             meta = pod["metadata"]
             text = (meta.get("annotations") or {}).get(JOURNAL_ANNOTATION)
             if text is None:
                 continue
+            if claims is None:
+                claims = self.watched.fresh_claims()
             namespace = str(meta["namespace"])
             try:
                 journal = decode(text, namespace=namespace, where=f"pod {namespace}/{meta['name']}")
@@ -381,12 +412,29 @@ class Allocator:
         )
 
     def run(self, *, interval: float = 0.2, stop: Callable[[], bool] = lambda: False) -> None:
-        """Pass after pass until ``stop()`` is true; a failed pass is logged and retried."""
+        """Pass after pass until ``stop()`` is true; a failed pass is logged and retried.
+
+        The next pass starts when the view changes, or after ``interval`` at the latest
+        (pods are listed each pass, not watched). The view started here is stopped at the end.
+        """
         from kubernetes.client.exceptions import ApiException
 
-        while not stop():
-            try:
-                self.run_once()
-            except (NvtopoError, ApiException) as exc:
-                log.warning("pass failed: %s", exc)
-            time.sleep(interval)
+        try:
+            while not stop():
+                view: ClusterView | None = None
+                try:
+                    view = self._view()
+                    version = view.version
+                    self.run_once()
+                except (NvtopoError, ApiException) as exc:
+                    log.warning("pass failed: %s", exc)
+                if view is None:
+                    time.sleep(interval)
+                else:
+                    view.wait(version, timeout=interval)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the cluster view this allocator started (a shared one keeps running)."""
+        self.watched.close()

@@ -122,15 +122,19 @@ def read_inventory(
     driver: str = DEFAULT_DRIVER,
     topology_driver: str = DEFAULT_DRIVER,
     cache: TopologyCache | None = None,
+    base: Cluster | None = None,
 ) -> Inventory:
     """The :class:`Inventory` that ``slices`` and ``claims`` (API objects as dicts) describe.
 
     ``topology_driver`` publishes the topology (nvtopo's node agent); ``driver`` owns the
     devices handed out (the same, or ``gpu.nvidia.com`` in companion mode). ``cache``
-    keeps decoded topologies from one call to the next.
+    keeps decoded topologies from one call to the next; ``base``, when given, is the
+    topology slices already decoded (a :class:`~nvtopo.kube.view.Snapshot`'s cluster): only
+    its nodes' names, topologies and cliques are used.
     """
     slices, claims = list(slices), list(claims)
-    base = (cache or TopologyCache()).cluster(slices, topology_driver)
+    if base is None:
+        base = (cache or TopologyCache()).cluster(slices, topology_driver)
     # Claims of the ComputeDomain driver mark nodes already in a ComputeDomain.
     in_domain = {pool for pool, _ in allocated_devices(claims, COMPUTE_DOMAIN_DRIVER)}
     busy = frozenset(allocated_devices(claims, driver))

@@ -40,7 +40,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -80,6 +80,9 @@ class Snapshot:
         The objects themselves, as the apiserver sent them (do not modify them).
     synced
         Both collections have been listed at least once.
+    extra_slices
+        The slices of the ``extra_drivers`` the view was asked to watch as well (not part of
+        :attr:`cluster`): the devices another driver publishes for the same nodes.
     """
 
     version: int
@@ -88,6 +91,7 @@ class Snapshot:
     slices: tuple[Mapping[str, Any], ...]
     claims: tuple[Mapping[str, Any], ...]
     synced: bool
+    extra_slices: tuple[Mapping[str, Any], ...] = ()
 
 
 class _Gone(Exception):
@@ -132,6 +136,9 @@ class ClusterView:
         Called with the new version after every change (on a watch thread; keep it short).
     name
         Name given to the snapshots' clusters.
+    extra_drivers
+        Drivers whose slices are watched too and handed out as :attr:`Snapshot.extra_slices`
+        (the allocator's companion mode hands out NVIDIA's devices on nvtopo's topology).
     """
 
     def __init__(
@@ -144,6 +151,7 @@ class ClusterView:
         backoff: float = 5.0,
         on_change: Callable[[int], None] | None = None,
         name: str | None = None,
+        extra_drivers: Sequence[str] = (),
     ) -> None:
         self.client = api_client
         self.driver = driver
@@ -151,11 +159,16 @@ class ClusterView:
         self.resync = resync
         self.backoff = backoff
         self.name = name
+        self.extra_drivers = tuple(d for d in dict.fromkeys(extra_drivers) if d != driver)
         # Lists retry 429/5xx a few times; longer outages are the watch loop's backoff.
         self._api = RawApi(api_client, policy=RetryPolicy(attempts=3, max_delay=1.0))
         self._stores = (
             _Store(RESOURCE_SLICES, f"ResourceSlices of {driver}", f"spec.driver={driver}"),
             _Store(RESOURCE_CLAIMS, "ResourceClaims in all namespaces", None),
+            *(
+                _Store(RESOURCE_SLICES, f"ResourceSlices of {d}", f"spec.driver={d}")
+                for d in self.extra_drivers
+            ),
         )
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -249,8 +262,9 @@ class ClusterView:
             version = self._version
             slices = tuple(self._stores[0].objects.values())
             claims = tuple(self._stores[1].objects.values())
+            extra = tuple(o for s in self._stores[2:] for o in s.objects.values())
             synced = all(s.listed for s in self._stores)
-        snap = self._build(version, slices, claims, synced)
+        snap = dataclasses.replace(self._build(version, slices, claims, synced), extra_slices=extra)
         with self._lock:
             if self._snapshot is None or self._snapshot.version < version:
                 self._snapshot = snap
