@@ -36,7 +36,10 @@ dist.init_process_group("gloo")
 total = torch.tensor([float(dist.get_rank())])
 dist.all_reduce(total)
 keys = ("RANK", "LOCAL_RANK", "GROUP_RANK", "WORLD_SIZE", "CUDA_VISIBLE_DEVICES")
-print("worker", *(os.environ[k] for k in keys), int(total.item()), flush=True)
+# One file per worker: the workers of one node share a stdout pipe, where lines interleave.
+line = " ".join(["worker", *(os.environ[k] for k in keys), str(int(total.item()))])
+with open(os.path.join(os.environ["WORKER_OUT"], "rank" + os.environ["RANK"]), "w") as f:
+    f.write(line + "\\n")
 dist.destroy_process_group()
 """
 
@@ -70,7 +73,8 @@ def test_torchrun_gives_each_worker_the_rank_of_the_map(tmp_path: Path) -> None:
     worker.write_text(WORKER)
     procs = []
     for node in plan.nodes:
-        env = {**os.environ, **node_env(plan, node), "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, **node_env(plan, node), "OMP_NUM_THREADS": "1",
+               "WORKER_OUT": str(tmp_path)}  # fmt: skip
         run = [str(python), "-m", "torch.distributed.run"]
         if node.node_rank == 0:
             args = [*run, *torchrun_args(plan, node), str(worker)]
@@ -87,11 +91,9 @@ def test_torchrun_gives_each_worker_the_rank_of_the_map(tmp_path: Path) -> None:
         outputs.append(out)
         assert proc.returncode == 0, out
     seen = {}
-    for out in outputs:
-        for line in out.splitlines():
-            if line.startswith("worker "):
-                rank, local, group, world, visible, total = line.split()[1:]
-                seen[int(rank)] = (int(local), int(group), int(world), visible, int(total))
+    for path in sorted(tmp_path.glob("rank*")):
+        rank, local, group, world, visible, total = path.read_text().split()[1:]
+        seen[int(rank)] = (int(local), int(group), int(world), visible, int(total))
     expected = {
         r.rank: (r.local_rank, r.node_rank, plan.world_size, "1,3", 0 + 1 + 2 + 3)
         for r in plan.ranks
