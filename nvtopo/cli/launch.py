@@ -67,33 +67,20 @@ def _job_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="clique rule when placing here",
         ),
-        click.option(
-            "--tp",
-            type=click.IntRange(min=1),
-            default=1,
-            show_default=True,
-            help="tensor-parallel size",
-        ),
-        click.option(
-            "--cp",
-            type=click.IntRange(min=1),
-            default=1,
-            show_default=True,
-            help="context-parallel size",
-        ),
-        click.option(
-            "--ep",
-            type=click.IntRange(min=1),
-            default=1,
-            show_default=True,
-            help="expert-parallel size",
-        ),
-        click.option(
-            "--pp",
-            type=click.IntRange(min=1),
-            default=1,
-            show_default=True,
-            help="pipeline-parallel size",
+        *(
+            click.option(
+                f"--{name}",
+                type=click.IntRange(min=1),
+                default=1,
+                show_default=True,
+                help=f"{what}-parallel size",
+            )
+            for name, what in (
+                ("tp", "tensor"),
+                ("cp", "context"),
+                ("ep", "expert"),
+                ("pp", "pipeline"),
+            )
         ),
         click.option(
             "--master-addr", default=None, help="rendezvous host (default: the node of rank 0)"
