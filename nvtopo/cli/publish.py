@@ -127,21 +127,14 @@ class _Health:
     condition: bool = True
 
     def write(self, api_client: Any, node: str, topology: Any) -> None:
-        from kubernetes.client.exceptions import ApiException
-
         from nvtopo.dra.health_agent import reconcile_node_condition, reconcile_taint_rules
         from nvtopo.kube.client import RawApi
-        from nvtopo.kube.retry import KubeApiError, api_message
 
         api = RawApi(api_client)
-        try:
-            if self.condition:
-                reconcile_node_condition(api, node, topology)
-            if self.companion and self.effect is not None:
-                reconcile_taint_rules(api, node, topology, effect=self.effect)
-        except ApiException as exc:
-            what = f"health of node {node}: {api_message(exc)}"
-            raise KubeApiError(what, status=exc.status) from None
+        if self.condition:
+            reconcile_node_condition(api, node, topology)
+        if self.companion and self.effect is not None:
+            reconcile_taint_rules(api, node, topology, effect=self.effect)
 
 
 def _publisher(

@@ -146,7 +146,22 @@ def reconcile_taint_rules(
     driver: str = COMPANION_DRIVER,
     effect: TaintEffect = "NoSchedule",
 ) -> HealthWrites:
-    """Make the node's DeviceTaintRules for ``driver``'s devices match ``topology``'s health."""
+    """Make the node's DeviceTaintRules for ``driver``'s devices match ``topology``'s health.
+
+    An API refusal raises :class:`~nvtopo.kube.retry.KubeApiError` in one line.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return _reconcile_taint_rules(api, node, topology, driver, effect)
+    except ApiException as exc:
+        what = f"DeviceTaintRules of node {node}: {api_message(exc)}"
+        raise KubeApiError(what, status=exc.status) from None
+
+
+def _reconcile_taint_rules(
+    api: RawApi, node: str, topology: NodeTopology, driver: str, effect: TaintEffect
+) -> HealthWrites:
     slices = api.list(
         RESOURCE_SLICES,
         what=f"ResourceSlices of driver {driver}",

@@ -35,6 +35,7 @@ __all__ = [
     "taint_key",
     "taint_rule_name",
     "taint_rules",
+    "taint_text",
 ]
 
 TaintEffect = Literal["NoSchedule", "NoExecute"]
@@ -56,6 +57,11 @@ RULE_MANAGED_BY = {"app.kubernetes.io/managed-by": "nvtopo"}
 def taint_key(finding: GpuFinding) -> str:
     """``topology.nvtopo.dev/nvlink-degraded`` or ``topology.nvtopo.dev/fabric-unhealthy``."""
     return f"{TOPOLOGY_DOMAIN}/{finding.kind}"
+
+
+def taint_text(finding: GpuFinding) -> str:
+    """``key=value`` of the finding's taint, as ``dump`` and ``doctor`` print it."""
+    return f"{taint_key(finding)}={finding.reason}"
 
 
 def _taint(finding: GpuFinding, effect: TaintEffect) -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 # The verdict is imex check's, which applies the one clique/health rule
 # (nvtopo.model.health.fabric_problems).
-from nvtopo.dra.taints import taint_key
+from nvtopo.dra.taints import taint_text
 from nvtopo.exceptions import ParseError
 from nvtopo.formats._cpulist import compress_cpulist
 from nvtopo.formats.smi_fabric_text import looks_like_smi_query, parse_smi_fabric_text
@@ -178,8 +178,7 @@ def doctor(
             findings.append(
                 Finding(
                     "warning",
-                    f"{found.text}: its device carries the taint "
-                    f"{taint_key(found)}={found.reason} (NoSchedule)",
+                    f"{found.text}: its device carries the taint {taint_text(found)} (NoSchedule)",
                     "the scheduler gives this GPU only to claims that tolerate the taint; "
                     "nvtopo publish lifts it once the GPU recovers",
                 )

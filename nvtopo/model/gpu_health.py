@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from nvtopo.model.health import link_problems
+from nvtopo.model.health import link_problems, links_not_up
 
 if TYPE_CHECKING:
     from nvtopo.model.topology import Gpu, NodeTopology
@@ -50,11 +50,10 @@ class GpuFinding:
 
 def _links_reason(gpu: Gpu) -> str | None:
     parts = []
-    for state in ("down", "degraded"):
-        links = [str(link.link) for link in gpu.nvlinks if link.state == state]
+    for state, links in links_not_up(gpu).items():
         if len(links) > 4:  # a taint value is a label value (63 characters): count them
             parts.append(f"{len(links)}-of-{len(gpu.nvlinks)}-nvlinks-{state}")
-        elif links:
+        else:
             noun = "nvlink" if len(links) == 1 else "nvlinks"
             parts.append(f"{noun}-{'-'.join(links)}-{state}")
     return "-".join(parts) if parts else None

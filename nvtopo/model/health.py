@@ -29,6 +29,7 @@ __all__ = [
     "gpu_fabric_problems",
     "gpu_list",
     "link_problems",
+    "links_not_up",
     "node_clique",
     "state_text",
     "status_text",
@@ -166,15 +167,22 @@ def gpu_fabric_problems(gpu: Gpu, *, require_fabric: bool = True) -> tuple[str, 
     return () if problem is None else (problem,)
 
 
-def link_problems(gpu: Gpu) -> tuple[str, ...]:
-    """``NVLinks 3, 4 down`` style notes for links that are not up (empty when all are)."""
-    notes = []
+def links_not_up(gpu: Gpu) -> dict[str, list[str]]:
+    """``{"down": [...], "degraded": [...]}``: link numbers by state, states with none left out."""
+    found: dict[str, list[str]] = {}
     for state in ("down", "degraded"):
         links = [str(link.link) for link in gpu.nvlinks if link.state == state]
         if links:
-            noun = "NVLink" if len(links) == 1 else "NVLinks"
-            notes.append(f"{noun} {', '.join(links)} {state}")
-    return tuple(notes)
+            found[state] = links
+    return found
+
+
+def link_problems(gpu: Gpu) -> tuple[str, ...]:
+    """``NVLinks 3, 4 down`` style notes for links that are not up (empty when all are)."""
+    return tuple(
+        f"{'NVLink' if len(links) == 1 else 'NVLinks'} {', '.join(links)} {state}"
+        for state, links in links_not_up(gpu).items()
+    )
 
 
 def fabric_problems(topology: NodeTopology, *, require_fabric: bool = True) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
-from nvtopo.dra.taints import taint_key
+from nvtopo.dra.taints import taint_text
 from nvtopo.model import PCIE_CLASSES, NodeTopology
 from nvtopo.model.cluster import Cluster
 from nvtopo.model.gpu_health import gpu_findings
@@ -42,7 +42,7 @@ def _render_health(t: NodeTopology, con: Console) -> None:
         return
     con.print("Health (each finding is a NoSchedule device taint in the node's slices)")
     for f in found:
-        con.print(f"  {f.text}: taint {taint_key(f)}={f.reason}", markup=False)
+        con.print(f"  {f.text}: taint {taint_text(f)}", markup=False)
 
 
 def render_node_table(t: NodeTopology, con: Console) -> None:
