@@ -308,6 +308,23 @@ impl Topology {
     #[inline]
     pub fn best_partners(&self, v: usize, within: Mask, j: usize) -> u64 {
         let n = self.len();
+        if n <= 64 {
+            // Small nodes: one 64-bit word, and a scan without a branch on membership.
+            let w = within as u64;
+            let row = &self.partners[v * n..v * n + n - 1];
+            let scores = &self.scores[v * n..v * n + n];
+            let mut left = j as u64;
+            let mut sum = 0u64;
+            for &u in row {
+                if left == 0 {
+                    break;
+                }
+                let bit = (w >> u) & 1;
+                sum += bit * u64::from(scores[u as usize]);
+                left -= bit;
+            }
+            return sum;
+        }
         let mut left = j;
         let mut sum = 0u64;
         for &u in &self.partners[v * n..v * n + n - 1] {
