@@ -187,7 +187,9 @@ def test_budget_on_a_72_gpu_node() -> None:
     assert nvtopo.select_gpus(t, 9, budget=2).optimal
     # Links of uneven counts leave much to prove: two nodes do not.
     uneven = tuple(
-        GpuPair(a, b, nvlinks=1 + (7 * a + 13 * b) % 18) for a in range(72) for b in range(a + 1, 72)
+        GpuPair(a, b, nvlinks=1 + (7 * a + 13 * b) % 18)
+        for a in range(72)
+        for b in range(a + 1, 72)
     )
     cut_short = nvtopo.select_gpus(NodeTopology(gpus=gpus, pairs=uneven), 20, budget=2)
     assert len(cut_short.gpus) == 20 and not cut_short.optimal
