@@ -388,14 +388,13 @@ impl<'t> BranchAndBound<'t> {
             order[count] = v as u8;
             count += 1;
         }
-        let order = &mut order[..count];
-        // Cheapest to drop first.
-        best_first(order, &lose);
-        order.reverse();
-        let given_up: u64 = order[..d].iter().map(|&v| lose[v as usize]).sum();
+        // The d + 1 cheapest to drop, cheapest first.
+        let held = cheapest(&mut order[..count], &lose, d + 1);
+        let order = &order[..held];
+        let given_up: u64 = order[..d.min(held)].iter().map(|&v| lose[v as usize]).sum();
         let ub = total + sum2.saturating_sub(given_up) / 2;
         let mut never: Mask = 0;
-        if d < count {
+        if d < held {
             let next = lose[order[d] as usize];
             for &v in &order[..d] {
                 let kept = total + (sum2 + lose[v as usize]).saturating_sub(given_up + next) / 2;
@@ -486,6 +485,31 @@ fn lowest(mut m: Mask, count: u32) -> Mask {
         m &= m - 1;
     }
     out
+}
+
+/// Move the `m` positions of `order` with the smallest `value` to its front, smallest
+/// first; returns how many there are (m, or fewer if `order` is shorter).
+fn cheapest(order: &mut [u8], value: &[u64; MAX_GPUS], m: usize) -> usize {
+    let m = m.min(order.len());
+    for i in 0..order.len() {
+        let v = order[i];
+        let x = value[v as usize];
+        let mut at = i.min(m);
+        if at == m {
+            // Kept only if it beats the largest of the m held.
+            if m == 0 || x >= value[order[m - 1] as usize] {
+                continue;
+            }
+            order[i] = order[m - 1];
+            at = m - 1;
+        }
+        while at > 0 && value[order[at - 1] as usize] > x {
+            order[at] = order[at - 1];
+            at -= 1;
+        }
+        order[at] = v;
+    }
+    m
 }
 
 /// Σ `value` over the first `r` positions of `order` that lie in `within`.
