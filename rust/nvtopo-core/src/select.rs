@@ -399,15 +399,22 @@ fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
                 // Only a third GPU on that pair can lift D's bottleneck to the best one's.
                 third &= weak_pair;
             }
+            let (row_a, row_b) = (topo.row(a), topo.row(b));
+            let base = all_total + ab - deg[a] - deg[b];
             for c in bitset::iter(third) {
-                let inner = ab + u64::from(topo.score(a, c)) + u64::from(topo.score(b, c));
-                let drop = pair | (1 << c);
+                let with_c = u64::from(row_a[c]) + u64::from(row_b[c]);
                 let bn = if weak_pair & (1 << c) != 0 {
-                    weakest_kept(drop).0
+                    weakest_kept(pair | (1 << c)).0
                 } else {
                     weak
                 };
-                consider(&mut best, drop, inner, deg[a] + deg[b] + deg[c], bn);
+                // Most drops lose on the bottleneck or the total: judge them before the
+                // other measures are worked out.
+                if best.is_some_and(|x: Key| (bn, base + with_c - deg[c]) < (x.0, x.1)) {
+                    continue;
+                }
+                let drop = pair | (1 << c);
+                consider(&mut best, drop, ab + with_c, deg[a] + deg[b] + deg[c], bn);
             }
         }
     }

@@ -295,6 +295,13 @@ impl Topology {
         Ok(m)
     }
 
+    /// Contract 1 scores of position `a` to every position (0 to itself).
+    #[inline]
+    pub fn row(&self, a: usize) -> &[u32] {
+        let n = self.len();
+        &self.scores[a * n..a * n + n]
+    }
+
     /// Contract 1 score of positions `a != b`.
     #[inline]
     pub fn score(&self, a: usize, b: usize) -> u32 {
