@@ -10,6 +10,8 @@
 //! lowest candidates) does not come first. Candidates that no better set can hold are
 //! dropped as the bounds find them, which tightens every bound below.
 
+mod drop;
+
 use super::Search;
 use crate::bitset::{self, Mask, MAX_GPUS};
 use crate::topology::Topology;
@@ -235,6 +237,20 @@ impl<'t> BranchAndBound<'t> {
                 break;
             }
             p &= !drop;
+        }
+        let d = bitset::len(p) - r;
+        if 2 * d < r {
+            // Most candidates stay: choose the few to leave out instead.
+            let kept = drop::Kept {
+                mask: chosen,
+                total,
+                cover,
+                nkeys,
+                degsum,
+                allowed: Mask::MAX,
+            };
+            self.drop_search(s, kept, p, d);
+            return;
         }
         let mut rest = p;
         let mut next = 0;
