@@ -29,6 +29,7 @@
 
 mod branch;
 
+use std::cmp::Reverse;
 use std::time::{Duration, Instant};
 
 use crate::bitset::{self, Mask};
@@ -314,8 +315,8 @@ fn best_triple(topo: &Topology, avail: Mask, req: Mask) -> Mask {
 /// to leave out (none required). With A the available GPUs and S = A \\ D:
 /// total(S) = total(A) − Σ_{v∈D} deg_A(v) + total(D), cut(S) = Σ_{v∈D} deg_A(v) −
 /// 2·total(D), and the bottleneck of S is the weakest pair of A that D does not touch
-/// (a scan of A's pairs, weakest first). S is smaller in sorted-tuple order exactly when D
-/// is larger, so among equals the last D met (in order) wins.
+/// (a scan of A's pairs, weakest first). Among sets equal on every measure the one with
+/// the smaller sorted tuple of ids wins.
 fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
     let mut deg = [0u64; bitset::MAX_GPUS];
     for v in bitset::iter(avail) {
@@ -373,8 +374,15 @@ fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
         }
         let kept = avail & !drop;
         let key = (bn, total, topo.numa_count(kept), out - 2 * inner, kept);
-        if best.is_some_and(|b| (bn, total) == (b.0, b.1) && (key.2, key.3) > (b.2, b.3)) {
-            return;
+        if let Some(b) = best {
+            // Equal on every measure: the smaller sorted tuple of ids wins.
+            let (k, o) = (
+                (Reverse(key.0), Reverse(key.1), key.2, key.3),
+                (Reverse(b.0), Reverse(b.1), b.2, b.3),
+            );
+            if k > o || (k == o && !precedes(kept, b.4)) {
+                return;
+            }
         }
         *best = Some(key);
     };
@@ -401,24 +409,33 @@ fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
             }
             let (row_a, row_b) = (topo.row(a), topo.row(b));
             let base = all_total + ab - deg[a] - deg[b];
-            for c in bitset::iter(third) {
-                let with_c = u64::from(row_a[c]) + u64::from(row_b[c]);
-                let bn = if weak_pair & (1 << c) != 0 {
-                    weakest_kept(pair | (1 << c)).0
-                } else {
-                    weak
-                };
-                // Most drops lose on the bottleneck or the total: judge them before the
-                // other measures are worked out.
-                if best.is_some_and(|x: Key| (bn, base + with_c - deg[c]) < (x.0, x.1)) {
-                    continue;
+            // A third GPU off that pair leaves it the weakest; one on it may lift it.
+            for (thirds, off) in [(third & !weak_pair, true), (third & weak_pair, false)] {
+                for c in bitset::iter(thirds) {
+                    let with_c = u64::from(row_a[c]) + u64::from(row_b[c]);
+                    let bn = if off {
+                        weak
+                    } else {
+                        weakest_kept(pair | (1 << c)).0
+                    };
+                    // Most drops lose on the bottleneck or the total: judge them before
+                    // the other measures are worked out.
+                    if best.is_some_and(|x: Key| (bn, base + with_c - deg[c]) < (x.0, x.1)) {
+                        continue;
+                    }
+                    let drop = pair | (1 << c);
+                    consider(&mut best, drop, ab + with_c, deg[a] + deg[b] + deg[c], bn);
                 }
-                let drop = pair | (1 << c);
-                consider(&mut best, drop, ab + with_c, deg[a] + deg[b] + deg[c], bn);
             }
         }
     }
     best.map_or(avail, |b| b.4)
+}
+
+/// Whether set `a` comes before set `b` (of the same size) in sorted-tuple order.
+fn precedes(a: Mask, b: Mask) -> bool {
+    let d = a ^ b;
+    d != 0 && a & d & d.wrapping_neg() != 0
 }
 
 /// The single available GPU with the smallest cut to the others (then the smallest id).
