@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-from functools import cache
+from collections.abc import Callable
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
 from nvtopo.exceptions import ParseError, TopologyError
 from nvtopo.formats._cpulist import cpulist_problem
+from nvtopo.formats._parts import shared_part
 from nvtopo.model import Fabric, Gpu, GpuPair, Nic, NodeTopology, NvLink, NvSwitch, Platform
 from nvtopo.model.cluster import Cluster, ClusterNode
 from nvtopo.model.limits import LIMITS, MAX_CLUSTER_NODES, MAX_INPUT_BYTES
@@ -239,7 +241,79 @@ def _gpu_to_json(g: Gpu) -> dict[str, Any]:
     )
 
 
-def _gpu_from_json(d: dict[str, Any]) -> Gpu:
+def _nvlinks(raw: list[dict[str, Any]]) -> tuple[NvLink, ...]:
+    return tuple(
+        NvLink(
+            link=n["link"],
+            state=n.get("state", "up"),
+            version=n.get("version"),
+            remote_type=n.get("remoteType", "unknown"),
+            remote_pci_bus_id=n.get("remotePciBusId"),
+            remote_gpu=n.get("remoteGpu"),
+        )
+        for n in raw
+    )
+
+
+def _fabric(raw: dict[str, Any]) -> Fabric:
+    return Fabric(
+        cluster_uuid=raw.get("clusterUuid", Fabric.cluster_uuid),
+        clique_id=raw.get("cliqueId", 0),
+        state=raw.get("state", "not_supported"),
+        status=raw.get("status", "success"),
+        health=raw.get("health", "unknown"),
+        health_mask=raw.get("healthMask", 0),
+    )
+
+
+def _pairs(raw: list[dict[str, Any]]) -> tuple[GpuPair, ...]:
+    return tuple(
+        GpuPair(
+            a=p["a"],
+            b=p["b"],
+            nvlinks=p.get("nvlinks", 0),
+            pcie=p.get("pcie"),
+            via_nvswitch=p.get("viaNvswitch", False),
+            nvlinks_down=p.get("nvlinksDown", 0),
+        )
+        for p in raw
+    )
+
+
+def _nvswitches(raw: list[dict[str, Any]]) -> tuple[NvSwitch, ...]:
+    return tuple(
+        NvSwitch(
+            id=s["id"],
+            pci_bus_id=s.get("pciBusId"),
+            gpu_links=tuple((int(x[0]), int(x[1])) for x in s.get("gpuLinks", ())),
+        )
+        for s in raw
+    )
+
+
+def _nics(raw: list[dict[str, Any]]) -> tuple[Nic, ...]:
+    return tuple(
+        Nic(
+            name=n["name"],
+            device=n.get("device"),
+            pci_bus_id=n.get("pciBusId"),
+            numa_node=n.get("numaNode"),
+            gpu_paths=tuple(n.get("gpuPaths", ())),
+            nic_paths=tuple(n.get("nicPaths", ())),
+        )
+        for n in raw
+    )
+
+
+#: How a part of a document is built: ``part(kind, raw, build)`` (see ``_parts``).
+_Part = Callable[[str, Any, Callable[[Any], Any]], Any]
+
+
+def _built(_kind: str, raw: Any, build: Callable[[Any], Any]) -> Any:
+    return build(raw)
+
+
+def _gpu_from_json(d: dict[str, Any], part: _Part = _built) -> Gpu:
     fabric = d.get("fabric")
     platform = d.get("platform")
     return Gpu(
@@ -259,27 +333,8 @@ def _gpu_from_json(d: dict[str, Any]) -> Gpu:
         nvlink_generation=d.get("nvlinkGeneration"),
         minor=d.get("minor"),
         gpu_numa_id=d.get("gpuNumaId"),
-        nvlinks=tuple(
-            NvLink(
-                link=n["link"],
-                state=n.get("state", "up"),
-                version=n.get("version"),
-                remote_type=n.get("remoteType", "unknown"),
-                remote_pci_bus_id=n.get("remotePciBusId"),
-                remote_gpu=n.get("remoteGpu"),
-            )
-            for n in d.get("nvlinks", ())
-        ),
-        fabric=None
-        if fabric is None
-        else Fabric(
-            cluster_uuid=fabric.get("clusterUuid", Fabric.cluster_uuid),
-            clique_id=fabric.get("cliqueId", 0),
-            state=fabric.get("state", "not_supported"),
-            status=fabric.get("status", "success"),
-            health=fabric.get("health", "unknown"),
-            health_mask=fabric.get("healthMask", 0),
-        ),
+        nvlinks=part("nvlinks", d["nvlinks"], _nvlinks) if "nvlinks" in d else (),
+        fabric=None if fabric is None else part("fabric", fabric, _fabric),
         platform=None
         if platform is None
         else Platform(
@@ -341,6 +396,10 @@ def _node_body(t: NodeTopology) -> dict[str, Any]:
     )
 
 
+# Every GPU of a kind of node has one of a few CPU lists: each is judged once.
+_cpulist_problem = lru_cache(maxsize=1024)(cpulist_problem)
+
+
 def _check_cpulists(d: dict[str, Any], source: str) -> None:
     """CPU lists the schema's pattern lets through but no machine has (``99999999999-1``)."""
     highest = LIMITS["cpu"].maximum
@@ -348,46 +407,21 @@ def _check_cpulists(d: dict[str, Any], source: str) -> None:
     lists += [(f"$.numaCpus.{k}", v) for k, v in d.get("numaCpus", {}).items()]
     for where, text in lists:
         if text is not None:
-            problem = cpulist_problem(text, highest)
+            problem = _cpulist_problem(text, highest)
             if problem is not None:
                 raise ParseError(f"{where}: {problem}", source=source)
 
 
-def _node_from_body(d: dict[str, Any], source: str) -> NodeTopology:
+def _node_from_body(d: dict[str, Any], source: str, part: _Part = _built) -> NodeTopology:
     _check_cpulists(d, source)
     try:
         return NodeTopology(
-            gpus=tuple(_gpu_from_json(g) for g in d["gpus"]),
-            pairs=tuple(
-                GpuPair(
-                    a=p["a"],
-                    b=p["b"],
-                    nvlinks=p.get("nvlinks", 0),
-                    pcie=p.get("pcie"),
-                    via_nvswitch=p.get("viaNvswitch", False),
-                    nvlinks_down=p.get("nvlinksDown", 0),
-                )
-                for p in d.get("pairs", ())
-            ),
-            nvswitches=tuple(
-                NvSwitch(
-                    id=s["id"],
-                    pci_bus_id=s.get("pciBusId"),
-                    gpu_links=tuple((int(x[0]), int(x[1])) for x in s.get("gpuLinks", ())),
-                )
-                for s in d.get("nvswitches", ())
-            ),
-            nics=tuple(
-                Nic(
-                    name=n["name"],
-                    device=n.get("device"),
-                    pci_bus_id=n.get("pciBusId"),
-                    numa_node=n.get("numaNode"),
-                    gpu_paths=tuple(n.get("gpuPaths", ())),
-                    nic_paths=tuple(n.get("nicPaths", ())),
-                )
-                for n in d.get("nics", ())
-            ),
+            gpus=tuple(_gpu_from_json(g, part) for g in d["gpus"]),
+            pairs=part("pairs", d["pairs"], _pairs) if "pairs" in d else (),
+            nvswitches=part("nvswitches", d["nvswitches"], _nvswitches)
+            if "nvswitches" in d
+            else (),
+            nics=part("nics", d["nics"], _nics) if "nics" in d else (),
             name=d.get("name"),
             system=d.get("system"),
             driver_version=d.get("driverVersion"),
@@ -408,11 +442,14 @@ def node_from_json(
 ) -> NodeTopology:
     """Read a ``NodeTopology`` document.
 
-    ``validate=False`` skips the JSON Schema check (about 50× faster) for documents nvtopo
-    wrote itself; a document that is not well formed then raises ``KeyError``/``TypeError``.
+    ``validate=False`` skips the JSON Schema check of the whole document for documents
+    nvtopo wrote itself; a document that is not well formed then raises ``KeyError``,
+    ``TypeError`` or ``ValueError``. Its NVLink records, fabric records, pairs, NVSwitches
+    and NICs are then decoded once per distinct content and shared between documents, each
+    checked against its schema definition when first seen (:mod:`nvtopo.formats._parts`).
     """
     if not validate and isinstance(data, dict):
-        return _node_from_body(data, source)
+        return _node_from_body(data, source, shared_part)
     doc = load_document(data, source=source)
     if doc["kind"] != "NodeTopology":
         raise ParseError(f"kind is {doc['kind']}, expected NodeTopology", source=source)

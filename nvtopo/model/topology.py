@@ -46,6 +46,18 @@ FabricHealth = Literal["healthy", "degraded", "unhealthy", "unknown"]
 
 
 _NV_RE = re.compile(r"^NV(\d+)$")
+#: What a cell of a NIC's row of paths to the node's NICs may hold.
+_NIC_CELLS = frozenset(("X", *PCIE_CLASSES))
+
+
+def _nic_row_ok(row: tuple[str, ...], k: int) -> bool:
+    """Whether NIC ``k``'s row is ``X`` at ``k`` alone and a PCIe class elsewhere (the
+    whole row at once; the caller walks a bad row to name the cell)."""
+    try:
+        return row[k] == "X" and row.count("X") == 1 and _NIC_CELLS.issuperset(row)
+    except TypeError:
+        return False
+
 
 #: Most bonded NVLinks a GPU pair may have (the core's bound, which keeps its fixed-width
 #: scores exact). Real GPUs have at most 18 links each.
@@ -294,9 +306,10 @@ class NodeTopology:
                 raise TopologyError(
                     f"NIC {nic.name} has {len(nic.nic_paths)} NIC paths for {len(self.nics)} NICs"
                 )
-            for j, cell in enumerate(nic.nic_paths):
-                if (cell == "X") != (j == k) or (cell != "X" and cell not in PCIE_CLASSES):
-                    raise TopologyError(f"NIC {nic.name}: path {cell!r} to NIC {j}")
+            if nic.nic_paths and not _nic_row_ok(nic.nic_paths, k):
+                for j, cell in enumerate(nic.nic_paths):
+                    if (cell == "X") != (j == k) or (cell != "X" and cell not in PCIE_CLASSES):
+                        raise TopologyError(f"NIC {nic.name}: path {cell!r} to NIC {j}")
 
     # -- lookups -------------------------------------------------------------------------
 
