@@ -20,7 +20,7 @@ from nvtopo.exceptions import ParseError, TopologyError
 from nvtopo.formats import jsonio
 from nvtopo.formats._parts import clear_parts
 from nvtopo.kube.readback import cluster_from_objects
-from nvtopo.model import Gpu, Nic, NodeTopology
+from nvtopo.model import Gpu, GpuPair, Nic, NodeTopology
 
 DRIVER = "gpu.nvtopo.dev"
 
@@ -145,3 +145,19 @@ def test_nic_rows_are_checked_cell_by_cell(rows: Any, message: str | None) -> No
     with pytest.raises(TopologyError) as err:
         NodeTopology(gpus=(Gpu(0),), nics=nics)
     assert str(err.value) == message
+
+
+def test_shared_pairs_and_nics_are_checked_again_for_other_gpus() -> None:
+    """Pairs and NICs found right once are not taken as right for another GPU set."""
+    pairs = (GpuPair(0, 1, nvlinks=4), GpuPair(1, 2, nvlinks=4))
+    nics = (Nic("n0", gpu_paths=("PIX", "PXB", "SYS")),)
+    three = tuple(Gpu(i) for i in range(3))
+    ok = NodeTopology(gpus=three, pairs=pairs, nics=nics)
+    assert NodeTopology(gpus=three, pairs=pairs, nics=nics) == ok
+    with pytest.raises(TopologyError, match=r"pair \(1, 2\) does not name two GPUs"):
+        NodeTopology(gpus=three[:2], pairs=pairs)
+    with pytest.raises(TopologyError, match="NIC n0 has 3 GPU paths for 4 GPUs"):
+        NodeTopology(gpus=(*three, Gpu(3)), pairs=pairs, nics=nics)
+    gapped = (Gpu(0), Gpu(1), Gpu(5))
+    with pytest.raises(TopologyError, match=r"pair \(1, 2\)"):
+        NodeTopology(gpus=gapped, pairs=pairs, nics=nics)
