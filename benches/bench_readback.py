@@ -144,7 +144,9 @@ def run(cfg: ReadbackConfig = FULL) -> Section:
                 "is decoded: at that rate 18,432 such nodes take about "
                 f"{own_cpu_per_node * 18_432:.1f} s of CPU, spent decoding the documents "
                 "(`nvtopo.formats.jsonio`), not in the read-back. Every run starts with an "
-                "empty document cache, as a fresh reader does; the cyclic garbage collector "
+                "empty document cache and no shared document parts (NVLink records, fabric "
+                "records, pairs, NVSwitches and NICs, each decoded once per distinct content), "
+                "as a fresh reader does; the cyclic garbage collector "
                 "is off while the cluster is built (it doubled the CPU time).",
             ),
         )
