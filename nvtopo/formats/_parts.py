@@ -8,8 +8,8 @@ document, so a cluster read back holds one copy of each, and loading it into pla
 finds them shared (:class:`nvtopo.place.ClusterState` goes by those parts).
 
 The content key is the part's ``marshal`` bytes (format 2, which does not depend on how
-objects are shared): exact to the JSON type (``1``, ``1.0`` and
-``true`` differ), and cheap. A part seen for the first time is checked against its
+objects are shared): exact to the JSON type (``1``, ``1.0`` and ``true`` differ), and
+cheap. A part seen for the first time is checked against its
 definition in the format's JSON Schema before it is built, so nothing malformed is ever
 shared; a part that fails raises :class:`ValueError`, and the caller reads the document
 through the validating reader, which names the problem.
@@ -27,7 +27,8 @@ __all__ = ["PART_KINDS", "clear_parts", "shared_part"]
 
 _T = TypeVar("_T")
 
-#: Parts shared between documents, each with where its schema lies in ``nodeBody``.
+#: Parts shared between documents, each with its schema: (definition, property) in the
+#: ``$defs`` of the format's JSON Schema.
 PART_KINDS: dict[str, tuple[str, ...]] = {
     "nvlinks": ("gpu", "nvlinks"),
     "fabric": ("gpu", "fabric"),
