@@ -380,7 +380,7 @@ fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
                 (Reverse(key.0), Reverse(key.1), key.2, key.3),
                 (Reverse(b.0), Reverse(b.1), b.2, b.3),
             );
-            if k > o || (k == o && !precedes(kept, b.4)) {
+            if k > o || (k == o && !bitset::precedes(kept, b.4)) {
                 return;
             }
         }
@@ -432,12 +432,6 @@ fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
     best.map_or(avail, |b| b.4)
 }
 
-/// Whether set `a` comes before set `b` (of the same size) in sorted-tuple order.
-fn precedes(a: Mask, b: Mask) -> bool {
-    let d = a ^ b;
-    d != 0 && a & d & d.wrapping_neg() != 0
-}
-
 /// The single available GPU with the smallest cut to the others (then the smallest id).
 fn least_connected(topo: &Topology, avail: Mask) -> Mask {
     let mut best: Option<(u64, usize)> = None;
@@ -448,16 +442,6 @@ fn least_connected(topo: &Topology, avail: Mask) -> Mask {
         }
     }
     best.map_or(0, |b| 1 << b.1)
-}
-
-fn lowest(mut m: Mask, count: usize) -> Mask {
-    let mut out: Mask = 0;
-    for _ in 0..count {
-        let low = m & m.wrapping_neg();
-        out |= low;
-        m &= m - 1;
-    }
-    out
 }
 
 fn finish(topo: &Topology, mask: Mask, avail: Mask, optimal: bool, nodes: u64) -> Selection {
@@ -599,7 +583,7 @@ fn best_threshold(
     }
     let witness = witness.unwrap_or_else(|| {
         // Only reached with hi == last, where every pair qualifies.
-        lowest(candidates(hi), m as usize) | req
+        bitset::lowest(candidates(hi), m as usize) | req
     });
     let top = refuted.map_or(first, |r| r + 1);
     (hi, witness, (top < hi).then_some(top))
