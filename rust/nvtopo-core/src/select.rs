@@ -386,6 +386,19 @@ fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
         }
         *best = Some(key);
     };
+    // lift[a]: the most a third dropped GPU c can add to the total through a, doubled:
+    // max over c of 2·score(a, c) − deg(c). With D = {a, b, c} the total is
+    // base(a, b) + score(a, c) + score(b, c) − deg(c) ≤ base(a, b) + (lift[a] + lift[b])/2.
+    let mut lift = [0i64; bitset::MAX_GPUS];
+    if d == 3 {
+        for a in bitset::iter(free) {
+            let row = topo.row(a);
+            lift[a] = bitset::iter(free & !(1 << a))
+                .map(|c| 2 * i64::from(row[c]) - deg[c] as i64)
+                .max()
+                .unwrap_or(0);
+        }
+    }
     for a in bitset::iter(free) {
         let above_a = free & !((2 as Mask) << a).wrapping_sub(1);
         if d == 1 {
@@ -409,6 +422,14 @@ fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
             }
             let (row_a, row_b) = (topo.row(a), topo.row(b));
             let base = all_total + ab - deg[a] - deg[b];
+            if let Some(x) = best {
+                // No third GPU off the weakest pair can reach the best total: only those
+                // on it (which may lift the bottleneck) are left to try.
+                let most = base as i64 + (lift[a] + lift[b]).div_euclid(2);
+                if (weak, most) < (x.0, x.1 as i64) {
+                    third &= weak_pair;
+                }
+            }
             // A third GPU off that pair leaves it the weakest; one on it may lift it.
             for (thirds, off) in [(third & !weak_pair, true), (third & weak_pair, false)] {
                 for c in bitset::iter(thirds) {
