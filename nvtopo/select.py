@@ -146,7 +146,7 @@ def select_gpus(
     """
     try:
         # The core copy lives in the node's own dict once built: one lookup on the hot path.
-        core = topology.__dict__[_ATTR]
+        core: _core.Topology = topology.__dict__[_ATTR]
     except (AttributeError, KeyError, TypeError):
         require_topology(topology, call="select_gpus()")
         core = core_topology(topology)
