@@ -88,6 +88,8 @@ impl ClusterState {
             }
             let cand = self.candidates(&inside, q);
             let pick = match need {
+                // q candidates that reach the need: nothing to choose.
+                _ if cand.len() == q => (0..q).collect(),
                 Need::Even { nodes, share } => spread_even(&cand, q, nodes, share),
                 Need::Total(g) => spread_total(&cand, q, g, self.width)?,
             };
@@ -107,7 +109,9 @@ impl ClusterState {
                     u64::from(fewest_nodes(&merged, g).unwrap_or(u32::MAX))
                 }
             };
-            if score <= limit || all {
+            // Raising the limit to the score adds no kind: the same search, the same answer.
+            let same = !kinds.iter().any(|k| k.bound > limit && k.bound <= score);
+            if score <= limit || all || same {
                 return Ok(pick.iter().map(|&i| cand[i].0).collect());
             }
             limit = score;
