@@ -358,3 +358,89 @@ fn spanning_matches_every_combination() {
 fn spanning_with_many_alike_racks_matches_the_full_table() {
     spanning_matches(9, 60, (20, 80), full_table);
 }
+
+/// The least score (Even: free GPUs of the domains; Total: nodes) of a set of `q` of
+/// `all` holding `must`, by trying every set.
+fn least_with(all: &[(usize, Vec<u32>, u64)], need: Need, q: usize, must: usize) -> Option<u64> {
+    fn walk(
+        all: &[(usize, Vec<u32>, u64)],
+        need: Need,
+        left: usize,
+        from: usize,
+        cnt: Vec<u32>,
+        f: u64,
+        best: &mut Option<u64>,
+    ) {
+        if left == 0 {
+            if need.cover(&cnt) < need.amount() {
+                return;
+            }
+            let score = match need {
+                Need::Even { .. } => f,
+                Need::Total(g) => u64::from(fewest_nodes(&cnt, g).unwrap()),
+            };
+            if best.is_none_or(|b| score < b) {
+                *best = Some(score);
+            }
+            return;
+        }
+        for i in from..all.len() {
+            let merged: Vec<u32> = cnt.iter().zip(&all[i].1).map(|(a, b)| a + b).collect();
+            walk(all, need, left - 1, i + 1, merged, f + all[i].2, best);
+        }
+    }
+    let at = all.iter().position(|c| c.0 == must)?;
+    let rest: Vec<_> = all.iter().filter(|c| c.0 != must).cloned().collect();
+    let mut best = None;
+    walk(
+        &rest,
+        need,
+        q - 1,
+        0,
+        all[at].1.clone(),
+        all[at].2,
+        &mut best,
+    );
+    best
+}
+
+/// Each kind's bound is at most the best score of any set that holds one of its domains
+/// (else pruning could lose the best set), and equal to it often enough that a bound
+/// raised by one would be caught.
+#[test]
+fn spanning_bounds_hold_and_are_tight() {
+    let mut rng = Rng::new(31);
+    let (mut kinds_seen, mut tight) = ([0usize; 2], [0usize; 2]);
+    for _ in 0..300 {
+        let width = 2 + rng.below(4) as usize;
+        let n = 2 + rng.below(7);
+        let shapes = 1 + rng.below(4) as usize;
+        let s = cluster(&mut rng, n as usize, shapes, width);
+        let need = random_need(&mut rng, &s);
+        let all = every_domain(&s, need);
+        let Some(q) = fewest(&all, need) else {
+            continue;
+        };
+        let (kinds, q2) = s.bounded_kinds(need).unwrap();
+        assert_eq!(q, q2);
+        let which = usize::from(matches!(need, Need::Total(_)));
+        for k in &kinds {
+            let first = *k.members.iter().next().unwrap();
+            let g = if k.loose { s.nodes[first].group } else { first };
+            let Some(least) = least_with(&all, need, q, g) else {
+                continue;
+            };
+            assert!(
+                k.bound <= least,
+                "{need:?} q {q}: bound {} above {least}",
+                k.bound
+            );
+            kinds_seen[which] += 1;
+            tight[which] += usize::from(k.bound == least);
+        }
+    }
+    eprintln!("tight: {tight:?} of {kinds_seen:?}");
+    for w in 0..2 {
+        assert!(tight[w] * 2 >= kinds_seen[w], "{tight:?} of {kinds_seen:?}");
+    }
+}

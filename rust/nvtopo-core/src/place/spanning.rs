@@ -27,18 +27,18 @@ use crate::counts::fewest_nodes;
 use crate::error::{Error, Result};
 
 /// Domains that are interchangeable but for their rank.
-struct Kind<'a> {
+pub(super) struct Kind<'a> {
     /// Usable nodes by free count (values below the job's floor zeroed).
-    cnt: Vec<u32>,
+    pub(super) cnt: Vec<u32>,
     /// Free GPUs in the domain.
-    f: u64,
+    pub(super) f: u64,
     /// The domains, ascending: clique ranks, or loose node ranks.
-    members: &'a BTreeSet<usize>,
-    loose: bool,
+    pub(super) members: &'a BTreeSet<usize>,
+    pub(super) loose: bool,
     /// What one domain covers of the need (nodes, or GPUs).
     cover: u64,
     /// Lower bound on the score of any best-candidate set that holds one of these.
-    bound: u64,
+    pub(super) bound: u64,
 }
 
 /// A bound that no set reaches: the kind is in no set of q domains that holds the job.
@@ -56,27 +56,39 @@ impl ClusterState {
 
     /// The domains (group ranks) of the best placement over several domains.
     pub(super) fn spread_domains(&self, need: Need) -> Result<Vec<usize>> {
+        let (kinds, q) = self.bounded_kinds(need)?;
+        self.search_kinds(need, &kinds, q)
+    }
+
+    /// Every kind with its bound, and q, the fewest domains that hold the job.
+    pub(super) fn bounded_kinds(&self, need: Need) -> Result<(Vec<Kind<'_>>, usize)> {
         let mut kinds = self.kinds(need);
         let q = fewest_domains(&kinds, need)?;
         match need {
             Need::Even { nodes, share } => {
-                // Each other domain takes at least one of the nodes, and at most q − 1 of
-                // them cover what the q − 1 largest covers do; each node holds at least
-                // `share` free GPUs: F ≥ f + share · (nodes − what this one takes).
+                // Each other domain takes at least one of the nodes, so this one at most
+                // nodes − (q − 1); the q − 1 others cover the rest, with at least the free
+                // GPUs of the lightest q − 1 domains that do, and `share` per node.
                 let n = u64::from(nodes);
                 let most = n - (q as u64 - 1);
-                let others = reach(&kinds.iter().collect::<Vec<_>>(), q - 1);
+                let partners = partner_free(&kinds, q - 1, nodes as usize);
                 for k in &mut kinds {
-                    let takes = k.cover.min(most);
-                    k.bound = if takes + others < n {
-                        NEVER
-                    } else {
-                        k.f + share as u64 * (n - takes)
+                    let rest = n - k.cover.min(most);
+                    let others = match &partners {
+                        Some(p) => p[rest as usize],
+                        None => share as u64 * rest,
                     };
+                    k.bound = others.saturating_add(k.f).min(NEVER);
                 }
             }
             Need::Total(g) => node_bounds(&mut kinds, q, g, self.width),
         }
+        Ok((kinds, q))
+    }
+
+    /// The search proper: the kinds inside a rising limit until the best set found
+    /// holds.
+    fn search_kinds(&self, need: Need, kinds: &[Kind], q: usize) -> Result<Vec<usize>> {
         let mut limit = kinds.iter().map(|k| k.bound).min().unwrap_or(0);
         loop {
             let inside: Vec<&Kind> = kinds.iter().filter(|k| k.bound <= limit).collect();
@@ -212,6 +224,47 @@ fn fewest_domains(kinds: &[Kind], need: Need) -> Result<usize> {
         q += take as usize;
     }
     Ok(q)
+}
+
+/// `free[c]`: the least free GPUs of `j` domains (at most `j` of a kind) whose covers add
+/// up to at least `c` nodes, `NEVER` where none do; None when the table would be too large
+/// to pay for (the caller falls back on `share` GPUs per node). A knapsack over the kinds,
+/// each kind's copies taken in bundles of 1, 2, 4, ...: O(kinds · log j · j · nodes).
+fn partner_free(kinds: &[Kind], j: usize, nodes: usize) -> Option<Vec<u64>> {
+    const BUDGET: usize = 1 << 22;
+    let mut items: Vec<(usize, usize, u64)> = Vec::new();
+    for k in kinds {
+        let mut left = (k.members.len()).min(j);
+        let mut bundle = 1;
+        while left > 0 {
+            let b = bundle.min(left);
+            items.push((b, b * k.cover as usize, b as u64 * k.f));
+            left -= b;
+            bundle *= 2;
+        }
+    }
+    if items.len().saturating_mul(j + 1).saturating_mul(nodes + 1) > BUDGET {
+        return None;
+    }
+    let at = |d: usize, c: usize| d * (nodes + 1) + c;
+    let mut best = vec![NEVER; (j + 1) * (nodes + 1)];
+    best[at(0, 0)] = 0;
+    for &(b, cover, f) in &items {
+        for d in (b..=j).rev() {
+            for c in 0..=nodes {
+                let from = best[at(d - b, c)];
+                if from < NEVER {
+                    let to = at(d, (c + cover).min(nodes));
+                    best[to] = best[to].min(from + f);
+                }
+            }
+        }
+    }
+    let mut free: Vec<u64> = best[at(j, 0)..=at(j, nodes)].to_vec();
+    for c in (0..nodes).rev() {
+        free[c] = free[c].min(free[c + 1]);
+    }
+    Some(free)
 }
 
 /// The most `q` domains of these kinds cover.
