@@ -183,8 +183,16 @@ def test_budget_on_a_72_gpu_node() -> None:
     gpus = tuple(Gpu(i, numa_affinity=(i // 2,), nvlink_generation=5) for i in range(72))
     pairs = tuple(GpuPair(a, b, nvlinks=18) for a in range(72) for b in range(a + 1, 72))
     t = NodeTopology(gpus=gpus, pairs=pairs)
-    cut_short = nvtopo.select_gpus(t, 9, budget=2)
-    assert len(cut_short.gpus) == 9 and not cut_short.optimal
+    # Every GPU of a NUMA key is interchangeable: two search nodes prove the answer.
+    assert nvtopo.select_gpus(t, 9, budget=2).optimal
+    # Links of uneven counts leave much to prove: two nodes do not.
+    uneven = tuple(
+        GpuPair(a, b, nvlinks=1 + (7 * a + 13 * b) % 18)
+        for a in range(72)
+        for b in range(a + 1, 72)
+    )
+    cut_short = nvtopo.select_gpus(NodeTopology(gpus=gpus, pairs=uneven), 20, budget=2)
+    assert len(cut_short.gpus) == 20 and not cut_short.optimal
     full = nvtopo.select_gpus(t, 9)
     assert full.optimal and full.gpus == tuple(range(9)) and full.numa_keys == 5
     rng = random.Random(3)

@@ -17,16 +17,38 @@ pub fn full(n: usize) -> Mask {
 }
 
 /// The positions in `m`, ascending.
-pub fn iter(mut m: Mask) -> impl Iterator<Item = usize> {
-    std::iter::from_fn(move || {
-        if m == 0 {
-            None
-        } else {
-            let p = m.trailing_zeros() as usize;
-            m &= m - 1;
+#[inline]
+pub fn iter(m: Mask) -> Positions {
+    Positions {
+        low: m as u64,
+        high: (m >> 64) as u64,
+    }
+}
+
+/// Iterator over the positions of a mask, by 64-bit halves (cheaper than 128-bit steps).
+#[derive(Debug, Clone)]
+pub struct Positions {
+    low: u64,
+    high: u64,
+}
+
+impl Iterator for Positions {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        if self.low != 0 {
+            let p = self.low.trailing_zeros() as usize;
+            self.low &= self.low - 1;
             Some(p)
+        } else if self.high != 0 {
+            let p = self.high.trailing_zeros() as usize;
+            self.high &= self.high - 1;
+            Some(64 + p)
+        } else {
+            None
         }
-    })
+    }
 }
 
 /// Number of positions in `m`.

@@ -5,6 +5,9 @@ use crate::bitset::{self, Mask, MAX_GPUS};
 use crate::error::{Error, Result};
 use crate::score::{PairPath, PathClass, MAX_NVLINKS};
 
+/// Nodes up to this many GPUs keep their pairs sorted (see [`Topology::weakest_first`]).
+pub const SMALL_NODE: usize = 24;
+
 /// One recorded GPU pair, by position (`a != b`). Unrecorded pairs are `SYS` without NVLink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PairSpec {
@@ -36,6 +39,7 @@ pub struct Topology {
     adj: Vec<Mask>,
     others: Vec<Mask>,
     mates: Vec<Mask>,
+    weakest_first: Vec<(u32, u8, u8)>,
 }
 
 impl Topology {
@@ -135,6 +139,17 @@ impl Topology {
         }
         thresholds.sort_unstable_by(|x, y| y.cmp(x));
         thresholds.dedup();
+        // Small nodes keep their pairs weakest first, for the by-rule answers that look for
+        // the weakest pair a set leaves.
+        let mut weakest_first = Vec::new();
+        if n <= SMALL_NODE {
+            for a in 0..n {
+                for b in a + 1..n {
+                    weakest_first.push((scores[a * n + b], a as u8, b as u8));
+                }
+            }
+            weakest_first.sort_unstable();
+        }
         let mut adj = vec![0 as Mask; thresholds.len() * n];
         for (ti, &t) in thresholds.iter().enumerate() {
             for a in 0..n {
@@ -192,6 +207,7 @@ impl Topology {
             adj,
             others,
             mates,
+            weakest_first,
         })
     }
 
@@ -279,6 +295,13 @@ impl Topology {
         Ok(m)
     }
 
+    /// Contract 1 scores of position `a` to every position (0 to itself).
+    #[inline]
+    pub fn row(&self, a: usize) -> &[u32] {
+        let n = self.len();
+        &self.scores[a * n..a * n + n]
+    }
+
     /// Contract 1 score of positions `a != b`.
     #[inline]
     pub fn score(&self, a: usize, b: usize) -> u32 {
@@ -308,6 +331,23 @@ impl Topology {
     #[inline]
     pub fn best_partners(&self, v: usize, within: Mask, j: usize) -> u64 {
         let n = self.len();
+        if n <= 64 {
+            // Small nodes: one 64-bit word, and a scan without a branch on membership.
+            let w = within as u64;
+            let row = &self.partners[v * n..v * n + n - 1];
+            let scores = &self.scores[v * n..v * n + n];
+            let mut left = j as u64;
+            let mut sum = 0u64;
+            for &u in row {
+                if left == 0 {
+                    break;
+                }
+                let bit = (w >> u) & 1;
+                sum += bit * u64::from(scores[u as usize]);
+                left -= bit;
+            }
+            return sum;
+        }
         let mut left = j;
         let mut sum = 0u64;
         for &u in &self.partners[v * n..v * n + n - 1] {
@@ -368,6 +408,12 @@ impl Topology {
             }
         }
         t
+    }
+
+    /// Every pair (score, a, b) with a < b, weakest first, on nodes of at most
+    /// [`SMALL_NODE`] GPUs (empty on larger ones).
+    pub fn weakest_first(&self) -> &[(u32, u8, u8)] {
+        &self.weakest_first
     }
 
     /// Σ score(i, j) for i in `mask`, j in `other` (disjoint from `mask`).

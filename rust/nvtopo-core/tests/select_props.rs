@@ -118,6 +118,53 @@ proptest! {
         );
     }
 
+
+    /// Nodes of 11 to 14 GPUs in a few groups, the path of a pair given by the two groups
+    /// (two or three values in all, a few pairs overridden), with required GPUs: sets tie
+    /// with many others on the bottleneck and the total, and often on NUMA keys and the
+    /// cut, so the order of ids decides, whatever order the search branches in.
+    #[test]
+    fn ties_match_brute_force(
+        (n, cells, numa) in (11usize..=14).prop_flat_map(|n| (
+            Just(n),
+            prop::collection::vec(0usize..3, n),
+            prop::collection::vec(0usize..3, 6),
+            prop::collection::vec(prop_oneof![9 => Just(None), 1 => (0usize..3).prop_map(Some)], n * (n - 1) / 2),
+            prop::collection::vec(0u32..2, n),
+        )).prop_map(|(n, group, table, over, numa)| {
+            const CELLS: [(u32, u8); 3] = [(2, 4), (0, 1), (0, 2)];
+            let mut cells = Vec::new();
+            for a in 0..n {
+                for b in a + 1..n {
+                    let (x, y) = (group[a].min(group[b]), group[a].max(group[b]));
+                    let from_groups = table[[0, 1, 2, 1, 3, 4, 2, 4, 5][x * 3 + y]];
+                    cells.push(CELLS[over[cells.len()].unwrap_or(from_groups)]);
+                }
+            }
+            (n, cells, numa)
+        }),
+        avail_bits in any::<u16>(),
+        req_bits in any::<u16>(),
+        k_seed in any::<u8>(),
+    ) {
+        let generations = vec![3u8; n];
+        let t = build(n, &cells, &generations, &numa);
+        let all = bitset::full(n);
+        let avail = if avail_bits & 1 == 0 { all } else { Mask::from(avail_bits | 0x3ff) & all };
+        let mut req = Mask::from(req_bits) & avail;
+        while bitset::len(req) > 2 {
+            req &= req - 1;
+        }
+        let lo = bitset::len(req).max(1) as usize;
+        let k = lo + (k_seed as usize) % (bitset::len(avail) as usize - lo + 1);
+        let got = select_mask(&t, k, avail, req, DEFAULT_BUDGET);
+        let spec = Spec { n, cells: &cells, generations: &generations, numa: &numa };
+        prop_assert!(got.optimal);
+        prop_assert_eq!(
+            (got.mask, got.bottleneck, got.total, got.numa_keys, got.cut),
+            brute(&spec, k, avail, req)
+        );
+    }
 }
 
 #[test]
@@ -153,4 +200,41 @@ fn dgx1_four_gpus_form_a_quad() {
     assert_eq!(s.bottleneck_path.as_deref(), Some("NV1"));
     assert_eq!(s.numa_keys, 1);
     assert!(s.optimal);
+}
+
+/// A ring of 12 GPUs (NVLinks to both neighbours only, one NUMA key): every rotation of a
+/// set ties on all four measures, and no two GPUs are interchangeable, so only the order
+/// of ids picks the answer.
+#[test]
+fn rotations_tie_and_the_smallest_ids_win() {
+    let n = 12;
+    let mut cells = Vec::new();
+    for a in 0..n {
+        for b in a + 1..n {
+            let ring = b - a == 1 || (a == 0 && b == n - 1);
+            cells.push(if ring { (2, 4) } else { (0, 1) });
+        }
+    }
+    let (generations, numa) = (vec![3u8; n], vec![0u32; n]);
+    let t = build(n, &cells, &generations, &numa);
+    let spec = Spec {
+        n,
+        cells: &cells,
+        generations: &generations,
+        numa: &numa,
+    };
+    let all = bitset::full(n);
+    for k in 1..=n {
+        for avail in [all, all & !0b100, all & !0b1000_0010] {
+            if (bitset::len(avail) as usize) < k {
+                continue;
+            }
+            let got = select_mask(&t, k, avail, 0, DEFAULT_BUDGET);
+            assert_eq!(
+                (got.mask, got.bottleneck, got.total, got.numa_keys, got.cut),
+                brute(&spec, k, avail, 0),
+                "k {k}, available {avail:#x}"
+            );
+        }
+    }
 }

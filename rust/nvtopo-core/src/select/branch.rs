@@ -1,10 +1,14 @@
 //! Phase 2 of Contract 1: branch and bound inside the bottleneck graph.
 //!
-//! GPUs are picked in increasing index order, so sets are met in lexicographic order and
-//! the first of equally good sets is kept. A branch is cut when its optimistic bound is no
-//! better than the incumbent (equal counts as no better, since the incumbent came first).
-//! Before the first set is met, a seed (the better of phase 1's witness and a greedy set)
-//! cuts branches that are strictly worse than it.
+//! The incumbent starts as a seed (the better of phase 1's witness and a greedy set bettered
+//! by swaps). At each node the candidates are ranked by their optimistic worth and branched
+//! on best first, so good sets come early and the later siblings, which lack the best GPUs,
+//! are cut soon. Since sets are not met in id order, ties are settled explicitly: a set
+//! replaces the incumbent only when it is better by total, NUMA keys, cut, or, equal on
+//! all three, smaller in sorted-tuple order; a branch is cut when its bounds on the first
+//! three are no better and even its smallest set in that order (the chosen GPUs and the
+//! lowest candidates) does not come first. Candidates that no better set can hold are
+//! dropped as the bounds find them, which tightens every bound below.
 
 use super::Search;
 use crate::bitset::{self, Mask, MAX_GPUS};
@@ -29,10 +33,8 @@ pub(super) struct BranchAndBound<'t> {
     /// Available positions by ascending degree.
     deg_order: [u8; MAX_GPUS],
     deg_count: usize,
+    /// The best set known so far (a seed before the search meets its own sets).
     best: Option<Best>,
-    /// A known feasible set: branches strictly worse than it are cut before the search
-    /// meets a first set of its own (ties are not cut, so the lexicographic rule holds).
-    seed: Option<Best>,
     /// An upper bound on the total of any set of this graph, taken at the root.
     pub(super) root_bound: u64,
 }
@@ -49,7 +51,6 @@ impl<'t> BranchAndBound<'t> {
             deg_order: [0; MAX_GPUS],
             deg_count: 0,
             best: None,
-            seed: None,
             root_bound: u64::MAX,
         };
         for v in bitset::iter(avail) {
@@ -108,25 +109,19 @@ impl<'t> BranchAndBound<'t> {
         };
         let greedy = self.greedy(req, p, r);
         let seeds = [seed, greedy.map(|g| self.improve(s, req, p, g))];
-        self.seed =
+        self.best =
             seeds
                 .into_iter()
                 .flatten()
                 .map(measure)
-                .reduce(|a, b| if worse(&b, &a) { a } else { b });
+                .reduce(|a, b| if better(&b, &a) { b } else { a });
         let root_total = topo.total(req);
         self.dfs(s, req, p, r, root_total, cover, nkeys, degsum);
         if s.exhausted {
             // Only a search cut short reports a gap (the gains are back at the root).
             self.root_bound = self.bound(p, r, root_total);
         }
-        // A finished search always ends with best at least as good as the seed; one cut
-        // short by its budget returns the better of the two.
-        match (self.best, self.seed) {
-            (Some(b), Some(sd)) if worse(&b, &sd) => Some(sd.mask),
-            (Some(b), _) => Some(b.mask),
-            (None, sd) => sd.map(|x| x.mask),
-        }
+        self.best.map(|b| b.mask)
     }
 
     /// Grow `req` by the candidate adding the most, `r` times (None if the graph runs dry).
@@ -201,13 +196,48 @@ impl<'t> BranchAndBound<'t> {
         }
         let topo = self.topo;
         // Optimistic worth (doubled) of each candidate: its scores to the chosen GPUs plus
-        // its r−1 best partners among the candidates. Computed once per node, it stays an
-        // upper bound for every later sibling, whose candidates are a subset.
-        // Sorted best first, the top r of any sibling's candidates is one scan.
+        // its r−1 best partners among the candidates. It stays an upper bound for every
+        // later sibling, whose candidates are a subset. Candidates are branched on best
+        // first, so good sets come early and the later siblings, which lack the best
+        // GPUs, are cut soon.
         let mut worth = [0u64; MAX_GPUS];
         let mut order = [0u8; MAX_GPUS];
-        let mut count = 0;
+        let mut count;
+        let mut p = p;
+        let j = (r - 1) as usize;
+        loop {
+            count = 0;
+            for v in bitset::iter(p) {
+                worth[v] = 2 * self.gain[v] + topo.best_partners(v, p & self.adj[v], j);
+                order[count] = v as u8;
+                count += 1;
+            }
+            if count < r as usize {
+                return;
+            }
+            best_first(&mut order[..count], &worth);
+            // Drop candidates that no set of this branch can hold: the best completion
+            // holding v scores at most total + (worth(v) + the r−1 best other worths)/2,
+            // and one below the incumbent's total cannot win. Fewer candidates lower every
+            // worth; repeat while that removes GPUs.
+            let Some(floor) = self.best.map(|b| b.total) else {
+                break;
+            };
+            let top: u64 = order[..j].iter().map(|&v| worth[v as usize]).sum();
+            let mut drop: Mask = 0;
+            for &v in order[j..count].iter().rev() {
+                if total + (worth[v as usize] + top) / 2 >= floor {
+                    break;
+                }
+                drop |= 1 << v;
+            }
+            if drop == 0 {
+                break;
+            }
+            p &= !drop;
+        }
         let mut rest = p;
+        let mut next = 0;
         // deg inside `dr_set` of each of its GPUs, kept up to date as `rest` shrinks.
         let mut dr = [0u64; MAX_GPUS];
         let mut dr_ready = false;
@@ -216,19 +246,9 @@ impl<'t> BranchAndBound<'t> {
             if s.check_time() {
                 return;
             }
-            if self.best.is_some() || self.seed.is_some() {
-                if count == 0 {
-                    let j = (r - 1) as usize;
-                    for v in bitset::iter(p) {
-                        worth[v] = 2 * self.gain[v] + topo.best_partners(v, p & self.adj[v], j);
-                        order[count] = v as u8;
-                        count += 1;
-                    }
-                    order[..count]
-                        .sort_unstable_by(|a, b| worth[*b as usize].cmp(&worth[*a as usize]));
-                }
-                let mut ub = total + top_sum(&order[..count], rest, r, &worth) / 2;
-                if self.prune(rest, r, ub, cover, nkeys, degsum) {
+            if self.best.is_some() {
+                let mut ub = total + top_sum(&order[next..count], rest, r, &worth) / 2;
+                if self.prune(chosen, rest, r, ub, cover, nkeys, degsum) {
                     break;
                 }
                 if bitset::len(rest) <= 2 * r {
@@ -249,17 +269,30 @@ impl<'t> BranchAndBound<'t> {
                         }
                         dr_set = rest;
                     }
-                    ub = ub.min(self.complement_bound(rest, r, total, &dr));
-                    if self.prune(rest, r, ub, cover, nkeys, degsum) {
+                    let floor = self.best.map_or(0, |b| b.total);
+                    let (cub, never) = self.complement_bound(rest, r, total, &dr, floor);
+                    ub = ub.min(cub);
+                    if self.prune(chosen, rest, r, ub, cover, nkeys, degsum) {
                         break;
+                    }
+                    if never != 0 {
+                        // These GPUs are in no set of this branch that beats the incumbent.
+                        rest &= !never;
+                        continue;
                     }
                 }
             }
-            let v = rest.trailing_zeros() as usize;
-            rest &= rest - 1;
+            // The next candidate still in `rest`, in best-first order.
+            while rest & (1 << order[next]) == 0 {
+                next += 1;
+            }
+            let v = order[next] as usize;
+            next += 1;
+            rest &= !(1 << v);
             let np = rest & self.adj[v];
-            // A set without v but with a later GPU interchangeable with v is matched by
-            // the same set with v instead: as good, and smaller in order, so met first.
+            // A set without v but with a GPU interchangeable with v (ordered after v: equal
+            // worth, higher id) is matched by the same set with v instead, as good and
+            // smaller in order, which v's branch holds.
             rest &= !topo.mates(v);
             if bitset::len(np) + 1 < r {
                 continue;
@@ -316,19 +349,30 @@ impl<'t> BranchAndBound<'t> {
                 .map(|u| u64::from(self.topo.score(v, u)))
                 .sum();
         }
-        forward.min(self.complement_bound(p, r, total, &dr))
+        forward.min(self.complement_bound(p, r, total, &dr, 0).0)
     }
 
     /// The bound seen from the GPUs left out: picking r of `rest` drops d = |rest| − r.
     /// With G = Σ gain and T = total(rest), a kept set scores
     /// G + T − Σ_{v∈D} (gain(v) + deg_rest(v)) + total(D), and total(D) is at most half
     /// of Σ_{v∈D} (v's d − 1 best scores inside rest); so the d smallest of
-    /// `2·gain + 2·deg_rest − best(d − 1)` bound what any D must give up. Tight when few
-    /// GPUs are left out, where the forward bound is loosest.
-    fn complement_bound(&self, rest: Mask, r: u32, total: u64, dr: &[u64; MAX_GPUS]) -> u64 {
+    /// `lose(v) = 2·gain + 2·deg_rest − best(d − 1)` bound what any D must give up. Tight
+    /// when few GPUs are left out, where the forward bound is loosest.
+    ///
+    /// Also returns the GPUs no set above `floor` can keep: keeping v, one of the d
+    /// cheapest to drop, makes the (d+1)-th cheapest take its place in D.
+    fn complement_bound(
+        &self,
+        rest: Mask,
+        r: u32,
+        total: u64,
+        dr: &[u64; MAX_GPUS],
+        floor: u64,
+    ) -> (u64, Mask) {
         let topo = self.topo;
         let d = (bitset::len(rest) - r) as usize;
         let mut lose = [0u64; MAX_GPUS];
+        let mut order = [0u8; MAX_GPUS];
         let mut count = 0;
         let mut sum2 = 0u64; // 2·G + 2·T
         for v in bitset::iter(rest) {
@@ -340,79 +384,132 @@ impl<'t> BranchAndBound<'t> {
                 0
             };
             sum2 += 2 * self.gain[v] + deg;
-            lose[count] = 2 * self.gain[v] + 2 * deg - best;
+            lose[v] = 2 * self.gain[v] + 2 * deg - best;
+            order[count] = v as u8;
             count += 1;
         }
-        let lose = &mut lose[..count];
-        if d < count {
-            lose.select_nth_unstable(d);
+        // The d + 1 cheapest to drop, cheapest first.
+        let held = cheapest(&mut order[..count], &lose, d + 1);
+        let order = &order[..held];
+        let given_up: u64 = order[..d.min(held)].iter().map(|&v| lose[v as usize]).sum();
+        let ub = total + sum2.saturating_sub(given_up) / 2;
+        let mut never: Mask = 0;
+        if d < held {
+            let next = lose[order[d] as usize];
+            for &v in &order[..d] {
+                let kept = total + (sum2 + lose[v as usize]).saturating_sub(given_up + next) / 2;
+                if kept >= floor {
+                    break;
+                }
+                never |= 1 << v;
+            }
         }
-        let given_up: u64 = lose[..d].iter().sum();
-        total + sum2.saturating_sub(given_up) / 2
+        (ub, never)
     }
 
     #[inline]
     fn leaf(&mut self, mask: Mask, total: u64, numa: u32, degsum: u64) {
-        let cut = degsum - 2 * total;
-        let better = match &self.best {
-            None => true,
-            Some(b) => {
-                total > b.total
-                    || (total == b.total && (numa < b.numa || (numa == b.numa && cut < b.cut)))
-            }
+        let found = Best {
+            mask,
+            total,
+            numa,
+            cut: degsum - 2 * total,
         };
-        if better {
-            let found = Best {
-                mask,
-                total,
-                numa,
-                cut,
-            };
-            if self.seed.is_some_and(|sd| !worse(&found, &sd)) {
-                self.seed = None;
-            }
+        if self.best.is_none_or(|b| better(&found, &b)) {
             self.best = Some(found);
         }
     }
 
-    /// True when no set of this branch (r more picks from `p`, total at most `ub`) can beat
-    /// the incumbent (or is strictly worse than the seed).
-    fn prune(&mut self, p: Mask, r: u32, ub: u64, cover: Mask, nkeys: u32, degsum: u64) -> bool {
+    /// True when no set of this branch (`chosen` and r more picks from `p`, total at most
+    /// `ub`) can beat the incumbent: compared by total, then NUMA keys, then cut, each by
+    /// its bound, then by the smallest set in order the branch holds.
+    #[allow(clippy::too_many_arguments)]
+    fn prune(
+        &self,
+        chosen: Mask,
+        p: Mask,
+        r: u32,
+        ub: u64,
+        cover: Mask,
+        nkeys: u32,
+        degsum: u64,
+    ) -> bool {
+        let Some(b) = self.best else {
+            return false;
+        };
+        if ub != b.total {
+            return ub < b.total;
+        }
         let in_cover = bitset::len(p & cover);
         let numa_lb = if in_cover >= r {
             nkeys
         } else {
             nkeys + (r - in_cover).div_ceil(self.max_key)
         };
-        let low = || top_sum(&self.deg_order[..self.deg_count], p, r, &self.deg);
+        if numa_lb != b.numa {
+            return numa_lb > b.numa;
+        }
         // For sets as good in total as `b`, cut = Σ deg − 2·total ≥ this.
-        let cut_lb =
-            |b: &Best, low: u64| i128::from(degsum) + i128::from(low) - 2 * i128::from(b.total);
-        if let Some(b) = self.best {
-            if ub != b.total {
-                return ub < b.total;
-            }
-            if numa_lb != b.numa {
-                return numa_lb > b.numa;
-            }
-            return cut_lb(&b, low()) >= i128::from(b.cut);
+        let low = top_sum(&self.deg_order[..self.deg_count], p, r, &self.deg);
+        let cut_lb = i128::from(degsum) + i128::from(low) - 2 * i128::from(b.total);
+        if cut_lb != i128::from(b.cut) {
+            return cut_lb > i128::from(b.cut);
         }
-        if let Some(sd) = self.seed {
-            if ub != sd.total {
-                return ub < sd.total;
-            }
-            if numa_lb != sd.numa {
-                return numa_lb > sd.numa;
-            }
-            return cut_lb(&sd, low()) > i128::from(sd.cut);
-        }
-        false
+        // The branch's smallest set in order: the chosen GPUs and the r lowest candidates.
+        !precedes(chosen | lowest(p, r), b.mask)
     }
 }
 
-/// Whether `a` is worse than `b` in total, then NUMA keys, then cut.
-fn worse(a: &Best, b: &Best) -> bool {
-    (std::cmp::Reverse(a.total), a.numa, a.cut) > (std::cmp::Reverse(b.total), b.numa, b.cut)
+/// Whether `a` beats `b` under Contract 1 past the bottleneck: higher total, then fewer
+/// NUMA keys, then smaller cut, then the smaller sorted tuple of GPU ids.
+fn better(a: &Best, b: &Best) -> bool {
+    (std::cmp::Reverse(a.total), a.numa, a.cut) < (std::cmp::Reverse(b.total), b.numa, b.cut)
+        || ((a.total, a.numa, a.cut) == (b.total, b.numa, b.cut) && precedes(a.mask, b.mask))
+}
+
+/// Whether set `a` comes before set `b` (of the same size) in sorted-tuple order: the
+/// lowest position where they differ is in `a`.
+#[inline]
+fn precedes(a: Mask, b: Mask) -> bool {
+    let d = a ^ b;
+    d != 0 && a & d & d.wrapping_neg() != 0
+}
+
+/// The `count` lowest positions of `m`.
+#[inline]
+fn lowest(mut m: Mask, count: u32) -> Mask {
+    let mut out: Mask = 0;
+    for _ in 0..count {
+        let low = m & m.wrapping_neg();
+        out |= low;
+        m &= m - 1;
+    }
+    out
+}
+
+/// Move the `m` positions of `order` with the smallest `value` to its front, smallest
+/// first; returns how many there are (m, or fewer if `order` is shorter).
+fn cheapest(order: &mut [u8], value: &[u64; MAX_GPUS], m: usize) -> usize {
+    let m = m.min(order.len());
+    for i in 0..order.len() {
+        let v = order[i];
+        let x = value[v as usize];
+        let mut at = i.min(m);
+        if at == m {
+            // Kept only if it beats the largest of the m held.
+            if m == 0 || x >= value[order[m - 1] as usize] {
+                continue;
+            }
+            order[i] = order[m - 1];
+            at = m - 1;
+        }
+        while at > 0 && value[order[at - 1] as usize] > x {
+            order[at] = order[at - 1];
+            at -= 1;
+        }
+        order[at] = v;
+    }
+    m
 }
 
 /// Σ `value` over the first `r` positions of `order` that lie in `within`.
@@ -430,4 +527,27 @@ fn top_sum(order: &[u8], within: Mask, r: u32, value: &[u64; MAX_GPUS]) -> u64 {
         }
     }
     sum
+}
+
+/// Sort positions by `value`, highest first (ties by position). Small sets by insertion on
+/// packed keys, which beats a general sort at the sizes the search meets.
+fn best_first(order: &mut [u8], value: &[u64; MAX_GPUS]) {
+    const LOW: u64 = (1 << 56) - 1;
+    if order.len() > 24 || order.iter().any(|&v| value[v as usize] > LOW) {
+        order.sort_unstable_by(|a, b| value[*b as usize].cmp(&value[*a as usize]).then(a.cmp(b)));
+        return;
+    }
+    let mut keys = [0u64; 24];
+    for (i, &v) in order.iter().enumerate() {
+        let key = ((LOW - value[v as usize]) << 8) | u64::from(v);
+        let mut at = i;
+        while at > 0 && keys[at - 1] > key {
+            keys[at] = keys[at - 1];
+            at -= 1;
+        }
+        keys[at] = key;
+    }
+    for (slot, key) in order.iter_mut().zip(keys) {
+        *slot = key as u8;
+    }
 }
