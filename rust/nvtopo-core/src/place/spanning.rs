@@ -37,7 +37,8 @@ pub(super) struct Kind<'a> {
     pub(super) loose: bool,
     /// What one domain covers of the need (nodes, or GPUs).
     cover: u64,
-    /// Lower bound on the score of any best-candidate set that holds one of these.
+    /// Lower bound on the score (free GPUs of the domains for `nodes × share`, nodes for
+    /// `gpus`) of any set of q domains that holds the job and one of these.
     pub(super) bound: u64,
 }
 
