@@ -31,8 +31,8 @@ from typing import Any, Literal, get_args
 import nvtopo._core as _core
 from nvtopo._validate import gpus_request, require_cluster
 from nvtopo.exceptions import InfeasibleError, SelectionError
-from nvtopo.model import NodeTopology
-from nvtopo.model.cluster import Cluster
+from nvtopo.model import Gpu, GpuPair, NodeTopology
+from nvtopo.model.cluster import Cluster, ClusterNode
 from nvtopo.select import core_topology
 
 __all__ = [
@@ -253,11 +253,77 @@ def _placement(
     return Placement(tuple(placed), tuple(cliques), cd)
 
 
+_Row = tuple[str, _core.Topology, str | None, list[int], bool]
+
+
+def _gpu_shape(gpu: Gpu) -> tuple[Any, ...]:
+    """What the core (index, NVLink generation, NUMA key), the clique rule (fabric) and the
+    health findings (fabric, NVLink states) read of a GPU. Parts that are objects of their
+    own go by identity: they stay alive while a cluster loads, and equal parts of trays of
+    one kind are one object."""
+    return (
+        gpu.index,
+        gpu.nvlink_generation,
+        gpu.numa_affinity,
+        gpu.cpu_affinity,
+        id(gpu.fabric),
+        id(gpu.nvlinks),
+    )
+
+
+class _Shapes:
+    """What placement needs of a node, worked out once per shape of node during one load.
+
+    A shape is the node's pairs object, its declared clique and :func:`_gpu_shape` of each
+    GPU: two nodes of one shape get the same core topology, the same GPUs with a health
+    finding and the same clique verdict, from the model's own rule applied to the first of
+    them. Core topologies are shared by value (GPU ids, NVLink generations, pairs, NUMA
+    keys), so equal topologies built apart still load once.
+    """
+
+    def __init__(self) -> None:
+        self.known: dict[tuple[Any, ...], _Shape] = {}
+        self._cores: dict[tuple[Any, ...], _core.Topology] = {}
+        # Pairs by identity → a number per distinct value, so a tuple of thousands of pairs
+        # is hashed once per object, not once per node.
+        self._pair_ids: dict[int, int] = {}
+        self._pair_values: dict[tuple[GpuPair, ...], int] = {}
+
+    def add(self, key: tuple[Any, ...], node: ClusterNode) -> _Shape:
+        topo = node.topology
+        unfit = topo.unfit_gpus
+        verdict = node.verdict
+        shape = self.known[key] = (
+            self._core(topo),
+            [g for g in topo.gpu_indices if g not in unfit],
+            unfit,
+            (verdict.clique, verdict.reason),
+        )
+        return shape
+
+    def _core(self, topology: NodeTopology) -> _core.Topology:
+        pairs = self._pair_ids.get(id(topology.pairs))
+        if pairs is None:
+            pairs = self._pair_values.setdefault(topology.pairs, len(self._pair_values))
+            self._pair_ids[id(topology.pairs)] = pairs
+        gens = tuple(g.nvlink_generation for g in topology.gpus)
+        key = (topology.gpu_indices, gens, pairs, topology.numa_keys)
+        core = self._cores.get(key)
+        if core is None:
+            core = self._cores[key] = core_topology(topology)
+        return core
+
+
+_Shape = tuple[_core.Topology, list[int], frozenset[int], tuple[str | None, str | None]]
+
+
 class ClusterState:
     """Free GPUs and ComputeDomains of a cluster, owned by the Rust core.
 
-    Nodes of one topology share one core topology, so a cluster of thousands of identical
-    trays loads quickly. :meth:`place` answers without committing; :meth:`allocate`
+    Nodes of one kind share one core topology, and what placement reads of a node (its core
+    topology, GPUs with a health finding, clique verdict) is worked out once per shape of
+    node, so a cluster of tens of thousands of trays, each with GPUs of its own, loads in a
+    fraction of a second. :meth:`place` answers without committing; :meth:`allocate`
     commits (a GPU is never handed out twice) and :meth:`release` gives back. Methods may
     be called from several threads.
 
@@ -281,11 +347,6 @@ class ClusterState:
 
     def __init__(self, cluster: Cluster) -> None:
         require_cluster(cluster, call="ClusterState()")
-        interned: dict[Any, _core.Topology] = {}
-        by_id: dict[int, _core.Topology] = {}
-        # Per topology object: its core copy and the GPUs it offers when all are free.
-        kinds: dict[int, tuple[_core.Topology, list[int]]] = {}
-        rows: list[tuple[str, _core.Topology, str | None, list[int], bool]] = []
         # Each node's clique and, where it has none for a reason, the reason: the placement
         # says which ComputeDomain each node joins and why one joins none.
         self._verdicts: _Verdicts = {}
@@ -294,51 +355,35 @@ class ClusterState:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            self._core = _core.ClusterState(self._rows(cluster, kinds, by_id, interned, rows))
+            self._core = _core.ClusterState(self._rows(cluster))
         finally:
             if collecting:
                 gc.enable()
 
-    def _rows(
-        self,
-        cluster: Cluster,
-        kinds: dict[int, tuple[_core.Topology, list[int]]],
-        by_id: dict[int, _core.Topology],
-        interned: dict[Any, _core.Topology],
-        rows: list[tuple[str, _core.Topology, str | None, list[int], bool]],
-    ) -> list[tuple[str, _core.Topology, str | None, list[int], bool]]:
+    def _rows(self, cluster: Cluster) -> list[_Row]:
+        # Every tray has GPUs of its own (UUIDs, serials), so topologies are distinct objects,
+        # but the parts that the core, the clique rule and the health findings read are
+        # shared between trays of a kind. Those are worked out once per shape (_Shapes).
+        shapes = _Shapes()
+        known = shapes.known
+        verdicts = self._verdicts
+        rows: list[_Row] = []
         for node in cluster.nodes:
-            domain = node.domain
-            self._verdicts[node.name] = (domain, node.verdict.reason)
             topo = node.topology
-            kind = kinds.get(id(topo))
-            if kind is None:
-                unfit = topo.unfit_gpus
-                kind = kinds[id(topo)] = (
-                    self._intern(topo, by_id, interned),
-                    [g for g in topo.gpu_indices if g not in unfit],
-                )
-            # As ``node.free`` reads it (GPUs with a health finding left out), once per kind
-            # for the nodes that have every GPU free.
-            free = kind[1] if node.free_gpus is None else list(node.free)
-            rows.append((node.name, kind[0], domain, free, node.in_compute_domain))
+            key = (id(topo.pairs), node.clique, *map(_gpu_shape, topo.gpus))
+            shape = known.get(key)
+            if shape is None:
+                shape = shapes.add(key, node)
+            core, everyone, unfit, verdict = shape
+            verdicts[node.name] = verdict
+            # As ``node.free`` reads it: GPUs with a health finding left out.
+            free = (
+                everyone
+                if node.free_gpus is None
+                else [g for g in sorted(node.free_gpus) if g not in unfit]
+            )
+            rows.append((node.name, core, verdict[0], free, node.in_compute_domain))
         return rows
-
-    @staticmethod
-    def _intern(
-        topology: NodeTopology,
-        by_id: dict[int, _core.Topology],
-        interned: dict[Any, _core.Topology],
-    ) -> _core.Topology:
-        core = by_id.get(id(topology))
-        if core is None:
-            gens = tuple(g.nvlink_generation for g in topology.gpus)
-            key = (topology.gpu_indices, gens, topology.pairs, topology.numa_keys)
-            core = interned.get(key)
-            if core is None:
-                core = interned[key] = core_topology(topology)
-            by_id[id(topology)] = core
-        return core
 
     def __len__(self) -> int:
         return len(self._core)

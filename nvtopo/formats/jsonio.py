@@ -14,8 +14,9 @@ from importlib import resources
 from typing import Any
 
 from nvtopo.exceptions import ParseError, TopologyError
-from nvtopo.formats._cpulist import cpulist_problem
-from nvtopo.model import Fabric, Gpu, GpuPair, Nic, NodeTopology, NvLink, NvSwitch, Platform
+from nvtopo.formats._decode import node_from_body
+from nvtopo.formats._parts import shared_part
+from nvtopo.model import Gpu, NodeTopology
 from nvtopo.model.cluster import Cluster, ClusterNode
 from nvtopo.model.limits import LIMITS, MAX_CLUSTER_NODES, MAX_INPUT_BYTES
 
@@ -239,59 +240,6 @@ def _gpu_to_json(g: Gpu) -> dict[str, Any]:
     )
 
 
-def _gpu_from_json(d: dict[str, Any]) -> Gpu:
-    fabric = d.get("fabric")
-    platform = d.get("platform")
-    return Gpu(
-        index=d["index"],
-        uuid=d.get("uuid"),
-        name=d.get("name"),
-        brand=d.get("brand"),
-        architecture=d.get("architecture"),
-        compute_capability=d.get("computeCapability"),
-        memory_mib=d.get("memoryMiB"),
-        pci_bus_id=d.get("pciBusId"),
-        pcie_root=d.get("pcieRoot"),
-        numa_node=d.get("numaNode"),
-        numa_affinity=tuple(d.get("numaAffinity", ())),
-        cpu_affinity=d.get("cpuAffinity"),
-        mig_mode=d.get("migMode"),
-        nvlink_generation=d.get("nvlinkGeneration"),
-        minor=d.get("minor"),
-        gpu_numa_id=d.get("gpuNumaId"),
-        nvlinks=tuple(
-            NvLink(
-                link=n["link"],
-                state=n.get("state", "up"),
-                version=n.get("version"),
-                remote_type=n.get("remoteType", "unknown"),
-                remote_pci_bus_id=n.get("remotePciBusId"),
-                remote_gpu=n.get("remoteGpu"),
-            )
-            for n in d.get("nvlinks", ())
-        ),
-        fabric=None
-        if fabric is None
-        else Fabric(
-            cluster_uuid=fabric.get("clusterUuid", Fabric.cluster_uuid),
-            clique_id=fabric.get("cliqueId", 0),
-            state=fabric.get("state", "not_supported"),
-            status=fabric.get("status", "success"),
-            health=fabric.get("health", "unknown"),
-            health_mask=fabric.get("healthMask", 0),
-        ),
-        platform=None
-        if platform is None
-        else Platform(
-            chassis_serial=platform.get("chassisSerial"),
-            slot=platform.get("slot"),
-            tray=platform.get("tray"),
-            host_id=platform.get("hostId"),
-            module_id=platform.get("moduleId"),
-        ),
-    )
-
-
 def _node_body(t: NodeTopology) -> dict[str, Any]:
     return _drop_none(
         {
@@ -341,63 +289,6 @@ def _node_body(t: NodeTopology) -> dict[str, Any]:
     )
 
 
-def _check_cpulists(d: dict[str, Any], source: str) -> None:
-    """CPU lists the schema's pattern lets through but no machine has (``99999999999-1``)."""
-    highest = LIMITS["cpu"].maximum
-    lists = [(f"$.gpus[{i}].cpuAffinity", g.get("cpuAffinity")) for i, g in enumerate(d["gpus"])]
-    lists += [(f"$.numaCpus.{k}", v) for k, v in d.get("numaCpus", {}).items()]
-    for where, text in lists:
-        if text is not None:
-            problem = cpulist_problem(text, highest)
-            if problem is not None:
-                raise ParseError(f"{where}: {problem}", source=source)
-
-
-def _node_from_body(d: dict[str, Any], source: str) -> NodeTopology:
-    _check_cpulists(d, source)
-    try:
-        return NodeTopology(
-            gpus=tuple(_gpu_from_json(g) for g in d["gpus"]),
-            pairs=tuple(
-                GpuPair(
-                    a=p["a"],
-                    b=p["b"],
-                    nvlinks=p.get("nvlinks", 0),
-                    pcie=p.get("pcie"),
-                    via_nvswitch=p.get("viaNvswitch", False),
-                    nvlinks_down=p.get("nvlinksDown", 0),
-                )
-                for p in d.get("pairs", ())
-            ),
-            nvswitches=tuple(
-                NvSwitch(
-                    id=s["id"],
-                    pci_bus_id=s.get("pciBusId"),
-                    gpu_links=tuple((int(x[0]), int(x[1])) for x in s.get("gpuLinks", ())),
-                )
-                for s in d.get("nvswitches", ())
-            ),
-            nics=tuple(
-                Nic(
-                    name=n["name"],
-                    device=n.get("device"),
-                    pci_bus_id=n.get("pciBusId"),
-                    numa_node=n.get("numaNode"),
-                    gpu_paths=tuple(n.get("gpuPaths", ())),
-                    nic_paths=tuple(n.get("nicPaths", ())),
-                )
-                for n in d.get("nics", ())
-            ),
-            name=d.get("name"),
-            system=d.get("system"),
-            driver_version=d.get("driverVersion"),
-            cuda_version=d.get("cudaVersion"),
-            numa_cpus={int(k): v for k, v in d.get("numaCpus", {}).items()},
-        )
-    except TopologyError as exc:
-        raise ParseError(str(exc), source=source) from None
-
-
 def node_to_json(t: NodeTopology) -> dict[str, Any]:
     """The ``NodeTopology`` document of ``t``."""
     return {"apiVersion": API_VERSION, "kind": "NodeTopology", **_node_body(t)}
@@ -408,15 +299,18 @@ def node_from_json(
 ) -> NodeTopology:
     """Read a ``NodeTopology`` document.
 
-    ``validate=False`` skips the JSON Schema check (about 50× faster) for documents nvtopo
-    wrote itself; a document that is not well formed then raises ``KeyError``/``TypeError``.
+    ``validate=False`` skips the JSON Schema check of the whole document for documents
+    nvtopo wrote itself; a document that is not well formed then raises ``KeyError``,
+    ``TypeError`` or ``ValueError``. Its NVLink records, fabric records, pairs, NVSwitches
+    and NICs are then decoded once per distinct content and shared between documents, each
+    checked against its schema definition when first seen (:mod:`nvtopo.formats._parts`).
     """
     if not validate and isinstance(data, dict):
-        return _node_from_body(data, source)
+        return node_from_body(data, source, shared_part)
     doc = load_document(data, source=source)
     if doc["kind"] != "NodeTopology":
         raise ParseError(f"kind is {doc['kind']}, expected NodeTopology", source=source)
-    return _node_from_body(doc, source)
+    return node_from_body(doc, source)
 
 
 # -- Cluster --------------------------------------------------------------------------------
@@ -460,15 +354,15 @@ def cluster_from_json(data: str | bytes | dict[str, Any], *, source: str = "<jso
     """Read a ``Cluster`` document (a ``NodeTopology`` document reads as a one-node cluster)."""
     doc = load_document(data, source=source)
     if doc["kind"] == "NodeTopology":
-        t = _node_from_body(doc, source)
+        t = node_from_body(doc, source)
         return Cluster((ClusterNode(name=t.name or "node0", topology=t),), name=t.name)
-    shared = {k: _node_from_body(v, source) for k, v in doc.get("topologies", {}).items()}
+    shared = {k: node_from_body(v, source) for k, v in doc.get("topologies", {}).items()}
     catalog: dict[str, NodeTopology] = {}
     nodes = []
     for i, n in enumerate(doc["nodes"]):
         where = f"$.nodes[{i}] ({n['name']})"
         if "topology" in n:
-            topo = _node_from_body(n["topology"], source)
+            topo = node_from_body(n["topology"], source)
         elif "topologyRef" in n:
             if n["topologyRef"] not in shared:
                 raise ParseError(

@@ -55,7 +55,8 @@ _MIB = Decimal(1024 * 1024)
 
 def _value(attrs: Mapping[str, Any], name: str) -> Any:
     v = attrs.get(name)
-    if isinstance(v, Mapping) and len(v) == 1:
+    # ``type(v) is dict`` first: the ABC check costs more than the rest of a read-back.
+    if (type(v) is dict or isinstance(v, Mapping)) and len(v) == 1:
         return next(iter(v.values()))
     return None
 
@@ -149,8 +150,10 @@ def _generation(s: Mapping[str, Any]) -> int:
     return gen if isinstance(gen, int) else 0
 
 
-def _node(pool: str, slices: list[Mapping[str, Any]]) -> tuple[ClusterNode, dict[str, int]]:
-    """The node of one pool, and its device name → GPU index map."""
+def _node(
+    pool: str, slices: list[Mapping[str, Any]]
+) -> tuple[str, NodeTopology, str | None, dict[str, int]]:
+    """The node of one pool (name, topology, clique), and its device name → GPU index map."""
     newest = max(_generation(s) for s in slices)
     current = sorted(
         (s for s in slices if _generation(s) == newest),
@@ -176,7 +179,7 @@ def _node(pool: str, slices: list[Mapping[str, Any]]) -> tuple[ClusterNode, dict
         names = {device_name(g): g.index for g in topology.gpus}
     cliques = {_value(d.get("attributes") or {}, f"{TOPOLOGY_DOMAIN}/clique") for d in devices}
     clique = cliques.pop() if len(cliques) == 1 else None
-    return ClusterNode(name=name, topology=topology, clique=clique), names
+    return name, topology, clique, names
 
 
 def allocated_devices(claims: Iterable[Mapping[str, Any]], driver: str) -> set[tuple[str, str]]:
@@ -254,16 +257,16 @@ def _cluster_from_objects(
     in_domain = {pool for pool, _ in allocated_devices(claims, compute_domain_driver)}
     nodes = []
     for pool in sorted(pools):
-        node, names = _node(pool, pools[pool])
+        name, topology, clique, names = _node(pool, pools[pool])
         taken = {names[d] for d in busy.get(pool, ()) if d in names}
-        free = None if not taken else tuple(i for i in node.topology.gpu_indices if i not in taken)
+        free = None if not taken else tuple(i for i in topology.gpu_indices if i not in taken)
         nodes.append(
             ClusterNode(
-                name=node.name,
-                topology=node.topology,
-                clique=node.clique,
+                name=name,
+                topology=topology,
+                clique=clique,
                 free_gpus=free,
-                in_compute_domain=pool in in_domain or node.name in in_domain,
+                in_compute_domain=pool in in_domain or name in in_domain,
             )
         )
     return Cluster(tuple(nodes), name=name)

@@ -46,6 +46,18 @@ FabricHealth = Literal["healthy", "degraded", "unhealthy", "unknown"]
 
 
 _NV_RE = re.compile(r"^NV(\d+)$")
+#: What a cell of a NIC's row of paths to the node's NICs may hold.
+_NIC_CELLS = frozenset(("X", *PCIE_CLASSES))
+
+
+def _nic_row_ok(row: tuple[str, ...], k: int) -> bool:
+    """Whether NIC ``k``'s row is ``X`` at ``k`` alone and a PCIe class elsewhere (the
+    whole row at once; the caller walks a bad row to name the cell)."""
+    try:
+        return row[k] == "X" and row.count("X") == 1 and _NIC_CELLS.issuperset(row)
+    except TypeError:
+        return False
+
 
 #: Most bonded NVLinks a GPU pair may have (the core's bound, which keeps its fixed-width
 #: scores exact). Real GPUs have at most 18 links each.
@@ -272,31 +284,17 @@ class NodeTopology:
                         f"GPUs {owner[g.uuid]} and {g.index} have the same UUID {g.uuid}"
                     )
                 owner[g.uuid] = g.index
-        known = set(indices)
-        seen: set[tuple[int, int]] = set()
-        for p in self.pairs:
-            if p.a >= p.b or p.a not in known or p.b not in known:
-                raise TopologyError(f"pair ({p.a}, {p.b}) does not name two GPUs of this node")
-            if (p.a, p.b) in seen:
-                raise TopologyError(f"pair ({p.a}, {p.b}) is given twice")
-            for what, count in (("nvlinks", p.nvlinks), ("nvlinks_down", p.nvlinks_down)):
-                if not 0 <= count <= MAX_NVLINKS:
-                    raise TopologyError(
-                        f"pair ({p.a}, {p.b}): {what} must be 0 to {MAX_NVLINKS}, got {count}"
-                    )
-            seen.add((p.a, p.b))
-        for k, nic in enumerate(self.nics):
-            if nic.gpu_paths and len(nic.gpu_paths) != len(self.gpus):
-                raise TopologyError(
-                    f"NIC {nic.name} has {len(nic.gpu_paths)} GPU paths for {len(self.gpus)} GPUs"
-                )
-            if nic.nic_paths and len(nic.nic_paths) != len(self.nics):
-                raise TopologyError(
-                    f"NIC {nic.name} has {len(nic.nic_paths)} NIC paths for {len(self.nics)} NICs"
-                )
-            for j, cell in enumerate(nic.nic_paths):
-                if (cell == "X") != (j == k) or (cell != "X" and cell not in PCIE_CLASSES):
-                    raise TopologyError(f"NIC {nic.name}: path {cell!r} to NIC {j}")
+        # Pairs and NICs come shared between the trays of a kind (decoded parts, catalog
+        # racks): each pair of objects is checked once per GPU set, and held while it counts
+        # as checked, so that no other object can take its id.
+        key = (tuple(indices), id(self.pairs), id(self.nics))
+        held = _CHECKED.get(key)
+        if held is None or held[0] is not self.pairs or held[1] is not self.nics:
+            _check_pairs(self.pairs, indices)
+            _check_nics(self.nics, len(self.gpus))
+            if len(_CHECKED) >= _CHECKED_LIMIT:
+                _CHECKED.clear()
+            _CHECKED[key] = (self.pairs, self.nics)
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -421,3 +419,40 @@ class NodeTopology:
         from dataclasses import replace
 
         return replace(self, gpus=tuple(gpus))
+
+
+def _check_pairs(pairs: tuple[GpuPair, ...], indices: list[int]) -> None:
+    known = set(indices)
+    seen: set[tuple[int, int]] = set()
+    for p in pairs:
+        if p.a >= p.b or p.a not in known or p.b not in known:
+            raise TopologyError(f"pair ({p.a}, {p.b}) does not name two GPUs of this node")
+        if (p.a, p.b) in seen:
+            raise TopologyError(f"pair ({p.a}, {p.b}) is given twice")
+        for what, count in (("nvlinks", p.nvlinks), ("nvlinks_down", p.nvlinks_down)):
+            if not 0 <= count <= MAX_NVLINKS:
+                raise TopologyError(
+                    f"pair ({p.a}, {p.b}): {what} must be 0 to {MAX_NVLINKS}, got {count}"
+                )
+        seen.add((p.a, p.b))
+
+
+def _check_nics(nics: tuple[Nic, ...], gpu_count: int) -> None:
+    for k, nic in enumerate(nics):
+        if nic.gpu_paths and len(nic.gpu_paths) != gpu_count:
+            raise TopologyError(
+                f"NIC {nic.name} has {len(nic.gpu_paths)} GPU paths for {gpu_count} GPUs"
+            )
+        if nic.nic_paths and len(nic.nic_paths) != len(nics):
+            raise TopologyError(
+                f"NIC {nic.name} has {len(nic.nic_paths)} NIC paths for {len(nics)} NICs"
+            )
+        if nic.nic_paths and not _nic_row_ok(nic.nic_paths, k):
+            for j, cell in enumerate(nic.nic_paths):
+                if (cell == "X") != (j == k) or (cell != "X" and cell not in PCIE_CLASSES):
+                    raise TopologyError(f"NIC {nic.name}: path {cell!r} to NIC {j}")
+
+
+#: Pairs and NIC lists found right, by GPU indices and object identity (see __post_init__).
+_CHECKED: dict[tuple[tuple[int, ...], int, int], tuple[tuple[GpuPair, ...], tuple[Nic, ...]]] = {}
+_CHECKED_LIMIT = 32

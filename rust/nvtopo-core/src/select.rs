@@ -29,6 +29,7 @@
 
 mod branch;
 
+use std::cmp::Reverse;
 use std::time::{Duration, Instant};
 
 use crate::bitset::{self, Mask};
@@ -314,8 +315,8 @@ fn best_triple(topo: &Topology, avail: Mask, req: Mask) -> Mask {
 /// to leave out (none required). With A the available GPUs and S = A \\ D:
 /// total(S) = total(A) − Σ_{v∈D} deg_A(v) + total(D), cut(S) = Σ_{v∈D} deg_A(v) −
 /// 2·total(D), and the bottleneck of S is the weakest pair of A that D does not touch
-/// (a scan of A's pairs, weakest first). S is smaller in sorted-tuple order exactly when D
-/// is larger, so among equals the last D met (in order) wins.
+/// (a scan of A's pairs, weakest first). Among sets equal on every measure the one with
+/// the smaller sorted tuple of ids wins.
 fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
     let mut deg = [0u64; bitset::MAX_GPUS];
     for v in bitset::iter(avail) {
@@ -373,11 +374,31 @@ fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
         }
         let kept = avail & !drop;
         let key = (bn, total, topo.numa_count(kept), out - 2 * inner, kept);
-        if best.is_some_and(|b| (bn, total) == (b.0, b.1) && (key.2, key.3) > (b.2, b.3)) {
-            return;
+        if let Some(b) = best {
+            // Equal on every measure: the smaller sorted tuple of ids wins.
+            let (k, o) = (
+                (Reverse(key.0), Reverse(key.1), key.2, key.3),
+                (Reverse(b.0), Reverse(b.1), b.2, b.3),
+            );
+            if k > o || (k == o && !bitset::precedes(kept, b.4)) {
+                return;
+            }
         }
         *best = Some(key);
     };
+    // lift[a]: the most a third dropped GPU c can add to the total through a, doubled:
+    // max over c of 2·score(a, c) − deg(c). With D = {a, b, c} the total is
+    // base(a, b) + score(a, c) + score(b, c) − deg(c) ≤ base(a, b) + (lift[a] + lift[b])/2.
+    let mut lift = [0i64; bitset::MAX_GPUS];
+    if d == 3 {
+        for a in bitset::iter(free) {
+            let row = topo.row(a);
+            lift[a] = bitset::iter(free & !(1 << a))
+                .map(|c| 2 * i64::from(row[c]) - deg[c] as i64)
+                .max()
+                .unwrap_or(0);
+        }
+    }
     for a in bitset::iter(free) {
         let above_a = free & !((2 as Mask) << a).wrapping_sub(1);
         if d == 1 {
@@ -401,20 +422,31 @@ fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
             }
             let (row_a, row_b) = (topo.row(a), topo.row(b));
             let base = all_total + ab - deg[a] - deg[b];
-            for c in bitset::iter(third) {
-                let with_c = u64::from(row_a[c]) + u64::from(row_b[c]);
-                let bn = if weak_pair & (1 << c) != 0 {
-                    weakest_kept(pair | (1 << c)).0
-                } else {
-                    weak
-                };
-                // Most drops lose on the bottleneck or the total: judge them before the
-                // other measures are worked out.
-                if best.is_some_and(|x: Key| (bn, base + with_c - deg[c]) < (x.0, x.1)) {
-                    continue;
+            if let Some(x) = best {
+                // No third GPU off the weakest pair can reach the best total: only those
+                // on it (which may lift the bottleneck) are left to try.
+                let most = base as i64 + (lift[a] + lift[b]).div_euclid(2);
+                if (weak, most) < (x.0, x.1 as i64) {
+                    third &= weak_pair;
                 }
-                let drop = pair | (1 << c);
-                consider(&mut best, drop, ab + with_c, deg[a] + deg[b] + deg[c], bn);
+            }
+            // A third GPU off that pair leaves it the weakest; one on it may lift it.
+            for (thirds, off) in [(third & !weak_pair, true), (third & weak_pair, false)] {
+                for c in bitset::iter(thirds) {
+                    let with_c = u64::from(row_a[c]) + u64::from(row_b[c]);
+                    let bn = if off {
+                        weak
+                    } else {
+                        weakest_kept(pair | (1 << c)).0
+                    };
+                    // Most drops lose on the bottleneck or the total: judge them before
+                    // the other measures are worked out.
+                    if best.is_some_and(|x: Key| (bn, base + with_c - deg[c]) < (x.0, x.1)) {
+                        continue;
+                    }
+                    let drop = pair | (1 << c);
+                    consider(&mut best, drop, ab + with_c, deg[a] + deg[b] + deg[c], bn);
+                }
             }
         }
     }
@@ -431,16 +463,6 @@ fn least_connected(topo: &Topology, avail: Mask) -> Mask {
         }
     }
     best.map_or(0, |b| 1 << b.1)
-}
-
-fn lowest(mut m: Mask, count: usize) -> Mask {
-    let mut out: Mask = 0;
-    for _ in 0..count {
-        let low = m & m.wrapping_neg();
-        out |= low;
-        m &= m - 1;
-    }
-    out
 }
 
 fn finish(topo: &Topology, mask: Mask, avail: Mask, optimal: bool, nodes: u64) -> Selection {
@@ -582,7 +604,7 @@ fn best_threshold(
     }
     let witness = witness.unwrap_or_else(|| {
         // Only reached with hi == last, where every pair qualifies.
-        lowest(candidates(hi), m as usize) | req
+        bitset::lowest(candidates(hi), m as usize) | req
     });
     let top = refuted.map_or(first, |r| r + 1);
     (hi, witness, (top < hi).then_some(top))

@@ -202,39 +202,45 @@ fn dgx1_four_gpus_form_a_quad() {
     assert!(s.optimal);
 }
 
-/// A ring of 12 GPUs (NVLinks to both neighbours only, one NUMA key): every rotation of a
-/// set ties on all four measures, and no two GPUs are interchangeable, so only the order
-/// of ids picks the answer.
+/// Rings of 12 and 16 GPUs (NVLinks to both neighbours only, one NUMA key): every rotation
+/// of a set ties on all four measures, and no two GPUs are interchangeable, so only the
+/// order of ids picks the answer.
 #[test]
 fn rotations_tie_and_the_smallest_ids_win() {
-    let n = 12;
-    let mut cells = Vec::new();
-    for a in 0..n {
-        for b in a + 1..n {
-            let ring = b - a == 1 || (a == 0 && b == n - 1);
-            cells.push(if ring { (2, 4) } else { (0, 1) });
-        }
-    }
-    let (generations, numa) = (vec![3u8; n], vec![0u32; n]);
-    let t = build(n, &cells, &generations, &numa);
-    let spec = Spec {
-        n,
-        cells: &cells,
-        generations: &generations,
-        numa: &numa,
-    };
-    let all = bitset::full(n);
-    for k in 1..=n {
-        for avail in [all, all & !0b100, all & !0b1000_0010] {
-            if (bitset::len(avail) as usize) < k {
-                continue;
+    for n in [12, 16] {
+        let mut cells = Vec::new();
+        for a in 0..n {
+            for b in a + 1..n {
+                let ring = b - a == 1 || (a == 0 && b == n - 1);
+                cells.push(if ring { (2, 4) } else { (0, 1) });
             }
-            let got = select_mask(&t, k, avail, 0, DEFAULT_BUDGET);
-            assert_eq!(
-                (got.mask, got.bottleneck, got.total, got.numa_keys, got.cut),
-                brute(&spec, k, avail, 0),
-                "k {k}, available {avail:#x}"
-            );
+        }
+        let (generations, numa) = (vec![3u8; n], vec![0u32; n]);
+        let t = build(n, &cells, &generations, &numa);
+        let spec = Spec {
+            n,
+            cells: &cells,
+            generations: &generations,
+            numa: &numa,
+        };
+        let all = bitset::full(n);
+        let sets: &[Mask] = if n == 12 {
+            &[all, all & !0b100, all & !0b1000_0010]
+        } else {
+            &[all]
+        };
+        for k in 1..=n {
+            for &avail in sets {
+                if (bitset::len(avail) as usize) < k {
+                    continue;
+                }
+                let got = select_mask(&t, k, avail, 0, DEFAULT_BUDGET);
+                assert_eq!(
+                    (got.mask, got.bottleneck, got.total, got.numa_keys, got.cut),
+                    brute(&spec, k, avail, 0),
+                    "{n} GPUs, k {k}, available {avail:#x}"
+                );
+            }
         }
     }
 }
