@@ -334,7 +334,9 @@ def _spanning(cfg: PlaceConfig, section: Section) -> None:
                 "Each GPU is in use with the given probability, so racks differ in their "
                 "free GPUs. `place` answers without booking; "
                 f"{cfg.spanning_reps} calls per row. The search is a table over (rack, "
-                "racks taken, GPUs left). Trying every combination of racks instead (the "
+                "racks taken, GPUs left), run over the first racks of each rack profile "
+                "(free GPUs per node) that a lower bound does not rule out. Trying every "
+                "combination of racks instead (the "
                 "search before it, measured once on 1,024 racks): 120 GPUs 745 µs at 10% in "
                 "use and 2.1 ms at 30%; 200 GPUs 664 ms at 10% and not done after 45 s "
                 "at 30%.",
