@@ -59,14 +59,23 @@ impl Sums {
 }
 
 /// `reach[j]`: the sums reachable with exactly j nodes (values ≥ 1), up to `max`.
+///
+/// The `c` nodes of one value are taken in bundles of 1, 2, 4, ... nodes (the last one
+/// what is left), whose subsets add up to every count from 0 to `c` and to no other:
+/// O(log c) passes per value instead of `c`.
 fn reachable(cnt: &[u32], m: usize, max: usize) -> Vec<Sums> {
     let mut reach = vec![Sums::new(max); m + 1];
     reach[0].0[0] = 1;
     for (v, &c) in cnt.iter().enumerate().skip(1) {
-        for _ in 0..(c as usize).min(m) {
-            for j in (1..=m).rev() {
+        let mut left = (c as usize).min(m);
+        let mut bundle = 1;
+        while left > 0 {
+            let b = bundle.min(left);
+            left -= b;
+            bundle *= 2;
+            for j in (b..=m).rev() {
                 let (lo, hi) = reach.split_at_mut(j);
-                hi[0].or_shifted(&lo[j - 1], v);
+                hi[0].or_shifted(&lo[j - b], b * v);
             }
         }
     }
@@ -126,6 +135,50 @@ mod tests {
         assert!(!exact(&cnt, 2, 6));
         assert!(exact(&cnt, 0, 0));
         assert!(exact(&cnt, 4, 12));
+    }
+
+    /// The sums of exactly j nodes, adding one node at a time: what the bundles must match.
+    fn reachable_by_node(cnt: &[u32], m: usize, max: usize) -> Vec<Vec<bool>> {
+        let mut reach = vec![vec![false; max + 1]; m + 1];
+        reach[0][0] = true;
+        for (v, &c) in cnt.iter().enumerate().skip(1) {
+            for _ in 0..c {
+                for j in (1..=m).rev() {
+                    for s in (v..=max).rev() {
+                        if reach[j - 1][s - v] {
+                            reach[j][s] = true;
+                        }
+                    }
+                }
+            }
+        }
+        reach
+    }
+
+    /// Bundles of nodes reach the same sums as nodes one at a time, for every count of
+    /// nodes, across word boundaries and with more nodes of a value than `m`.
+    #[test]
+    fn bundles_reach_the_same_sums() {
+        let mut rng = crate::random::Rng::new(3);
+        for _ in 0..300 {
+            let wide = rng.below(4) == 0;
+            let width = 2 + rng.below(if wide { 90 } else { 6 }) as usize;
+            let mut cnt = vec![0u32; width];
+            for c in cnt.iter_mut().skip(1) {
+                let many = rng.below(2) == 0;
+                *c = rng.below(if many { 20 } else { 3 }) as u32;
+            }
+            let nodes: u64 = cnt.iter().map(|&c| u64::from(c)).sum();
+            let m = rng.below(nodes + 2) as usize;
+            let max = rng.below(capacity(&cnt) + 70) as usize;
+            let want = reachable_by_node(&cnt, m, max);
+            let got = reachable(&cnt, m, max);
+            for j in 0..=m {
+                for s in 0..=max {
+                    assert_eq!(got[j].get(s), want[j][s], "{cnt:?} m {m} j {j} s {s}");
+                }
+            }
+        }
     }
 
     #[test]

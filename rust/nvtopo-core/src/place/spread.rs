@@ -278,10 +278,25 @@ impl<'a, K: Packed> Search<'a, K> {
             let mut next = vec![false; self.g + 1];
             let (_, cnt, f) = &self.cand[i];
             let reach = sums_by_nodes(cnt, self.g);
+            // Only sums that leave a count inside row j - 1's span can lead on (the rest
+            // read "none"): at least r minus its top, at most r minus its bottom, or any
+            // overshoot when the row holds 0.
+            let (a0, b0) = self.span[j - 1];
             for &r in &from {
                 let want = self.get(i, j, r);
+                if r < a0 {
+                    continue;
+                }
+                let lo = r.saturating_sub(b0);
                 for (t, sums) in reach.iter().enumerate() {
-                    for (s, _) in sums.iter().enumerate().filter(|x| *x.1) {
+                    let hi = if a0 == 0 { sums.len() - 1 } else { r - a0 };
+                    for (s, _) in sums
+                        .iter()
+                        .enumerate()
+                        .take(hi + 1)
+                        .skip(lo)
+                        .filter(|x| *x.1)
+                    {
                         let rest = r.saturating_sub(s);
                         let later = self.get(i + 1, j - 1, rest);
                         if later < K::INF && later + self.lay.pack(t as u64, *f, s as u64) == want {
