@@ -82,14 +82,45 @@ fn reachable(cnt: &[u32], m: usize, max: usize) -> Vec<Sums> {
     reach
 }
 
-/// The smallest total of exactly `m` nodes that reaches `need` (best fit), if any.
+/// The fullest value held, and the nodes below it by shortfall: `short[d]` nodes have
+/// `top - d` free. None when no node has a free GPU.
+///
+/// Exactly m nodes add up to `total` iff some k of the nodes below `top` fall short of it
+/// by `m · top - total` together and the other m - k are nodes of `top`. Large jobs take
+/// mostly the fullest nodes, so the shortfall, and the table over it, is small.
+fn shortfalls(cnt: &[u32]) -> Option<(u64, Vec<u32>)> {
+    let top = (1..cnt.len()).rev().find(|&v| cnt[v] > 0)?;
+    let short = (0..top)
+        .map(|d| if d == 0 { 0 } else { cnt[top - d] })
+        .collect();
+    Some((top as u64, short))
+}
+
+/// Whether exactly `m` nodes (`k` of them below the fullest value, `full` of it held) fall
+/// short by `d` for some allowed k, from the table `reach` over shortfalls.
+fn short_by(reach: &[Sums], m: u64, full: u64, d: u64) -> bool {
+    let lo = m.saturating_sub(full);
+    let hi = m.min(d).min(reach.len() as u64 - 1);
+    (lo..=hi).any(|k| reach[k as usize].get(d as usize))
+}
+
+/// The smallest total of exactly `m` nodes that reaches `need` (best fit), if any, looked
+/// for up to `need` plus the widest value.
 pub fn min_total(cnt: &[u32], m: u32, need: u64) -> Option<u64> {
-    let vmax = cnt.len().saturating_sub(1);
-    let max = need as usize + vmax;
-    let reach = reachable(cnt, m as usize, max);
-    (need as usize..=max)
-        .find(|&s| reach[m as usize].get(s))
-        .map(|s| s as u64)
+    if m == 0 {
+        return (need == 0).then_some(0);
+    }
+    let vmax = cnt.len().saturating_sub(1) as u64;
+    let (top, short) = shortfalls(cnt)?;
+    let most = u64::from(m) * top;
+    let hi = most.checked_sub(need)?;
+    let lo = most.saturating_sub(need + vmax);
+    let reach = reachable(&short, (m as u64).min(hi) as usize, hi as usize);
+    let full = u64::from(cnt[top as usize]);
+    (lo..=hi)
+        .rev()
+        .find(|&d| short_by(&reach, u64::from(m), full, d))
+        .map(|d| most - d)
 }
 
 /// Whether exactly `m` nodes of `cnt` add up to exactly `total`.
@@ -97,7 +128,14 @@ pub fn exact(cnt: &[u32], m: u32, total: u64) -> bool {
     if m == 0 {
         return total == 0;
     }
-    reachable(cnt, m as usize, total as usize)[m as usize].get(total as usize)
+    let Some((top, short)) = shortfalls(cnt) else {
+        return false;
+    };
+    let Some(d) = (u64::from(m) * top).checked_sub(total) else {
+        return false;
+    };
+    let reach = reachable(&short, (m as u64).min(d) as usize, d as usize);
+    short_by(&reach, u64::from(m), u64::from(cnt[top as usize]), d)
 }
 
 #[cfg(test)]
@@ -137,6 +175,25 @@ mod tests {
         assert!(exact(&cnt, 4, 12));
     }
 
+    /// A count vector: mostly narrow (up to 7 values), now and then wide and sparse (values
+    /// past a word), up to `most` - 1 nodes of a value.
+    fn random_counts(rng: &mut crate::random::Rng, most: u64) -> Vec<u32> {
+        if rng.below(5) == 0 {
+            let mut cnt = vec![0u32; 2 + rng.below(90) as usize];
+            for _ in 0..1 + rng.below(3) {
+                let v = 1 + rng.below(cnt.len() as u64 - 1) as usize;
+                cnt[v] = rng.below(6) as u32;
+            }
+            return cnt;
+        }
+        let mut cnt = vec![0u32; 1 + rng.below(7) as usize];
+        for c in cnt.iter_mut().skip(1) {
+            let many = rng.below(2) == 0;
+            *c = rng.below(if many { most } else { 3 }) as u32;
+        }
+        cnt
+    }
+
     /// The sums of exactly j nodes, adding one node at a time: what the bundles must match.
     fn reachable_by_node(cnt: &[u32], m: usize, max: usize) -> Vec<Vec<bool>> {
         let mut reach = vec![vec![false; max + 1]; m + 1];
@@ -161,13 +218,7 @@ mod tests {
     fn bundles_reach_the_same_sums() {
         let mut rng = crate::random::Rng::new(3);
         for _ in 0..300 {
-            let wide = rng.below(4) == 0;
-            let width = 2 + rng.below(if wide { 90 } else { 6 }) as usize;
-            let mut cnt = vec![0u32; width];
-            for c in cnt.iter_mut().skip(1) {
-                let many = rng.below(2) == 0;
-                *c = rng.below(if many { 20 } else { 3 }) as u32;
-            }
+            let cnt = random_counts(&mut rng, 20);
             let nodes: u64 = cnt.iter().map(|&c| u64::from(c)).sum();
             let m = rng.below(nodes + 2) as usize;
             let max = rng.below(capacity(&cnt) + 70) as usize;
@@ -178,6 +229,43 @@ mod tests {
                     assert_eq!(got[j].get(s), want[j][s], "{cnt:?} m {m} j {j} s {s}");
                 }
             }
+        }
+    }
+
+    /// `min_total` and `exact` over the sums themselves: what the shortfall tables must match.
+    fn min_total_by_sums(cnt: &[u32], m: u32, need: u64) -> Option<u64> {
+        let max = need as usize + cnt.len().saturating_sub(1);
+        let reach = reachable(cnt, m as usize, max);
+        (need as usize..=max)
+            .find(|&s| reach[m as usize].get(s))
+            .map(|s| s as u64)
+    }
+
+    fn exact_by_sums(cnt: &[u32], m: u32, total: u64) -> bool {
+        reachable(cnt, m as usize, total as usize)[m as usize].get(total as usize)
+    }
+
+    /// Shortfalls below the fullest value answer as sums do: every m, need and total,
+    /// empty and one-value vectors, values past a word.
+    #[test]
+    fn shortfalls_answer_as_sums() {
+        let mut rng = crate::random::Rng::new(17);
+        for _ in 0..2000 {
+            let cnt = random_counts(&mut rng, 30);
+            let nodes: u64 = cnt.iter().map(|&c| u64::from(c)).sum();
+            let m = rng.below(nodes + 2) as u32;
+            let need = rng.below(capacity(&cnt) + 8);
+            let total = rng.below(capacity(&cnt) + 8);
+            assert_eq!(
+                min_total(&cnt, m, need),
+                min_total_by_sums(&cnt, m, need),
+                "{cnt:?} m {m} need {need}"
+            );
+            assert_eq!(
+                exact(&cnt, m, total),
+                exact_by_sums(&cnt, m, total),
+                "{cnt:?} m {m} total {total}"
+            );
         }
     }
 

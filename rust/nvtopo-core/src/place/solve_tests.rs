@@ -172,6 +172,49 @@ fn total_spread_matches_every_combination() {
     }
 }
 
+/// Jobs that need 10 to 20 racks of 18 four-GPU nodes, against trying every combination:
+/// a few racks more than the job needs, so that the combinations stay countable while the
+/// table runs deep (many domains to take, hundreds of GPUs left) and the walk forward
+/// picks among many sums per rack.
+#[test]
+fn total_spread_over_many_racks_matches_every_combination() {
+    let mut rng = Rng::new(41);
+    let mut deep = 0;
+    for _ in 0..40 {
+        let q_min = 10 + rng.below(11) as usize;
+        let count = q_min + 1 + rng.below(3) as usize;
+        let busy = 1 + rng.below(4);
+        let cand: Vec<(usize, Vec<u32>, u64)> = (0..count)
+            .map(|r| {
+                let mut cnt = vec![0u32; 5];
+                for _ in 0..18 {
+                    let free = (0..4).filter(|_| rng.below(10) >= busy).count();
+                    cnt[free] += 1;
+                }
+                cnt[0] = 0;
+                // Now and then two racks alike: ties broken by rank.
+                let f = crate::counts::capacity(&cnt) + rng.below(2);
+                (r, cnt, f)
+            })
+            .collect();
+        let mut caps: Vec<u64> = cand.iter().map(|c| crate::counts::capacity(&c.1)).collect();
+        caps.sort_unstable_by(|a, b| b.cmp(a));
+        let below: u64 = caps[..q_min - 1].iter().sum();
+        let total: u64 = caps.iter().sum();
+        let g = below + 1 + rng.below(total - below);
+        let (mut q, mut acc) = (0, 0);
+        while acc < g {
+            acc += caps[q];
+            q += 1;
+        }
+        let dp = spread_total(&cand, q, g, 5).unwrap();
+        let brute = spread_enumerate(&cand, Need::Total(g), q, 5);
+        assert_eq!(dp, brute, "{cand:?} gpus {g} q {q}");
+        deep += usize::from(q >= 10 && q < count);
+    }
+    assert!(deep >= 20, "too few deep cases: {deep}");
+}
+
 // ---- Whole clusters: the profile index and the bounds against every domain ----
 
 use std::collections::{BTreeSet, HashMap as Map};
