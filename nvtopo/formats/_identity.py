@@ -63,7 +63,10 @@ class _Form:
         return cls(topology, where("uuid"), where("fabric"), where("platform"), name)
 
 
-_forms: dict[tuple[str, ...], _Form | None] = {}
+#: Forms by the text around their cuts; False for a form that cannot be used.
+_forms: dict[tuple[str, ...], _Form | bool] = {}
+#: Hashes of the forms seen once.
+_seen: set[int] = set()
 _fabrics: dict[str, Fabric] = {}
 _lock = threading.Lock()
 
@@ -72,6 +75,7 @@ def clear_forms() -> None:
     """Forget every form and record (also done by :func:`~nvtopo.formats._parts.clear_parts`)."""
     with _lock:
         _forms.clear()
+        _seen.clear()
         _fabrics.clear()
 
 
@@ -202,23 +206,42 @@ def node_from_text(raw: str, decode: Callable[[str], NodeTopology]) -> NodeTopol
     pieces, values, kinds = cut
     key = tuple(pieces)
     form = _forms.get(key)
-    if form is not None:
+    if isinstance(form, _Form):
         try:
             return _fill(form, values)
         except (ValueError, TypeError, KeyError, AttributeError, TopologyError):
             return decode(raw)  # this node's own values are bad: decoded whole, as ever
     topology = decode(raw)
-    if key not in _forms:
-        slots = None
-        # A ``\\u0000`` of the document's own could be read as a mark: such a form is
-        # never used (a cut value has no backslash, so the text around it is what counts).
-        if not any("\\u0000" in p for p in pieces):
-            try:
-                slots = _slots(_marked(pieces, kinds), kinds, len(topology.gpus))
-            except ValueError:
-                slots = None
-        with _lock:
-            if len(_forms) >= _LIMIT:
-                _forms.clear()
-            _forms[key] = None if slots is None else _Form.of(topology, slots)
+    if form is None:
+        # A form is made when a second document has it: one seen once costs only its cut
+        # (a cluster of nodes all different pays no more than the cut), and what is kept of
+        # it is a hash (a false match only makes a form that is never used again).
+        seen = hash(key)
+        if seen in _seen:
+            _remember(key, _made(pieces, kinds, topology))
+        else:
+            with _lock:
+                if len(_seen) >= 16 * _LIMIT:
+                    _seen.clear()
+                _seen.add(seen)
     return topology
+
+
+def _made(pieces: list[str], kinds: list[str], topology: NodeTopology) -> _Form | bool:
+    """The form of these pieces, or False where it cannot be used."""
+    # A ``\\u0000`` of the document's own could be read as a mark: such a form is never
+    # used (a cut value has no backslash, so the text around it is what counts).
+    if any("\\u0000" in p for p in pieces):
+        return False
+    try:
+        slots = _slots(_marked(pieces, kinds), kinds, len(topology.gpus))
+    except ValueError:
+        return False
+    return False if slots is None else _Form.of(topology, slots)
+
+
+def _remember(key: tuple[str, ...], form: _Form | bool) -> None:
+    with _lock:
+        if len(_forms) >= _LIMIT:
+            _forms.clear()
+        _forms[key] = form
