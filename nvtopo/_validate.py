@@ -69,29 +69,40 @@ def require_document(data: Any, *, source: str) -> None:
         )
 
 
+_MODEL: tuple[type, type] | None = None
+
+
+def _model() -> tuple[type, type]:
+    """``(NodeTopology, Cluster)``, imported on first use and kept: an import statement
+    costs about a microsecond per call, more than the selection it guards."""
+    global _MODEL
+    if _MODEL is None:
+        from nvtopo.model.cluster import Cluster
+        from nvtopo.model.topology import NodeTopology
+
+        _MODEL = (NodeTopology, Cluster)
+    return _MODEL
+
+
 def require_topology(topology: Any, *, call: str) -> None:
     """Raise :class:`SelectionError` unless ``topology`` is a ``NodeTopology``."""
-    from nvtopo.model import NodeTopology
-    from nvtopo.model.cluster import Cluster
-
-    if isinstance(topology, NodeTopology):
+    node_topology, cluster = _model()
+    if isinstance(topology, node_topology):
         return
     hint = (
-        "; for a cluster use nvtopo.place(cluster, gpus)" if isinstance(topology, Cluster) else ""
+        "; for a cluster use nvtopo.place(cluster, gpus)" if isinstance(topology, cluster) else ""
     )
     raise SelectionError(f"{call} needs a NodeTopology, got {type(topology).__name__}{hint}")
 
 
 def require_cluster(cluster: Any, *, call: str) -> None:
     """Raise :class:`SelectionError` unless ``cluster`` is a ``Cluster``."""
-    from nvtopo.model import NodeTopology
-    from nvtopo.model.cluster import Cluster
-
-    if isinstance(cluster, Cluster):
+    node_topology, cluster_type = _model()
+    if isinstance(cluster, cluster_type):
         return
     hint = (
         "; for one node use nvtopo.select_gpus(topology, k)"
-        if isinstance(cluster, NodeTopology)
+        if isinstance(cluster, node_topology)
         else ""
     )
     raise SelectionError(f"{call} needs a Cluster, got {type(cluster).__name__}{hint}")

@@ -144,9 +144,11 @@ def select_gpus(
     >>> s.gpus, s.bottleneck, s.bottleneck_path
     ((0, 2), 1100, 'NV4')
     """
-    require_topology(topology, call="select_gpus()")
-    core = getattr(topology, _ATTR, None)
-    if core is None:
+    try:
+        # The core copy lives in the node's own dict once built: one lookup on the hot path.
+        core: _core.Topology = topology.__dict__[_ATTR]
+    except (AttributeError, KeyError, TypeError):
+        require_topology(topology, call="select_gpus()")
         core = core_topology(topology)
     try:
         selection = core.select(k, available, required, budget, deadline)

@@ -17,13 +17,11 @@ import contextlib
 import ssl
 import subprocess
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .build import ControlPlaneError
-from .controlplane import FEATURE_GATES, ControlPlane, _free_port, _tail, stop_pid
+from .controlplane import FEATURE_GATES, ControlPlane, _free_port, stop_pid, wait_for_200
 
 __all__ = [
     "CONTROLLERS",
@@ -84,24 +82,7 @@ def _wait_healthy(
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ControlPlaneError(
-                f"{name} exited with status {proc.returncode}; last lines of {log}:\n{_tail(log)}"
-            )
-        try:
-            with urllib.request.urlopen(url, timeout=5, context=context) as resp:
-                if resp.status == 200:
-                    return
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
-        except OSError as exc:
-            last = str(exc)
-        time.sleep(0.2)
-    raise ControlPlaneError(
-        f"{name} not healthy in time (last /healthz: {last}); last lines of {log}:\n{_tail(log)}"
-    )
+    wait_for_200(name, urllib.request.Request(url), context, proc, log, deadline)
 
 
 def _launch(

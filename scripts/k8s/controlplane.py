@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,16 +125,25 @@ def _wait_etcd(url: str, proc: subprocess.Popen[bytes], log: Path, deadline: flo
     raise ControlPlaneError(f"etcd at {url} not healthy in time:\n{_tail(log)}")
 
 
-def _wait_ready(
-    url: str, token: str, ca_file: Path, proc: subprocess.Popen[bytes], log: Path, deadline: float
+def wait_for_200(
+    name: str,
+    request: urllib.request.Request,
+    context: ssl.SSLContext,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    deadline: float,
 ) -> None:
-    context = ssl.create_default_context(cafile=str(ca_file))
-    request = urllib.request.Request(f"{url}/readyz", headers={"Authorization": f"Bearer {token}"})
+    """Poll ``request`` until it answers 200 while ``proc`` runs.
+
+    Raises one :class:`ControlPlaneError` naming the component, the endpoint, its last
+    answer and the last lines of its log when the process exits or time runs out.
+    """
+    path = urllib.parse.urlsplit(request.full_url).path
     last = "no answer"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ControlPlaneError(
-                f"kube-apiserver exited with status {proc.returncode} before /readyz; "
+                f"{name} exited with status {proc.returncode} before {path} answered; "
                 f"last lines of {log}:\n{_tail(log)}"
             )
         try:
@@ -146,9 +156,17 @@ def _wait_ready(
             last = str(exc)
         time.sleep(0.2)
     raise ControlPlaneError(
-        f"kube-apiserver at {url} not ready in time (last /readyz: {last}); "
+        f"{name} at {request.full_url} not ready in time (last {path}: {last}); "
         f"last lines of {log}:\n{_tail(log)}"
     )
+
+
+def _wait_ready(
+    url: str, token: str, ca_file: Path, proc: subprocess.Popen[bytes], log: Path, deadline: float
+) -> None:
+    context = ssl.create_default_context(cafile=str(ca_file))
+    request = urllib.request.Request(f"{url}/readyz", headers={"Authorization": f"Bearer {token}"})
+    wait_for_200("kube-apiserver", request, context, proc, log, deadline)
 
 
 def start(

@@ -51,6 +51,26 @@ impl Iterator for Positions {
     }
 }
 
+/// The `count` lowest positions of `m` (all of them if it has fewer).
+#[inline]
+pub fn lowest(mut m: Mask, count: usize) -> Mask {
+    let mut out: Mask = 0;
+    for _ in 0..count {
+        let low = m & m.wrapping_neg();
+        out |= low;
+        m &= m.wrapping_sub(1);
+    }
+    out
+}
+
+/// Whether set `a` comes before set `b` (of the same size) in sorted-tuple order: the
+/// lowest position where they differ is in `a`.
+#[inline]
+pub fn precedes(a: Mask, b: Mask) -> bool {
+    let d = a ^ b;
+    d != 0 && a & d & d.wrapping_neg() != 0
+}
+
 /// Number of positions in `m`.
 #[inline]
 pub fn len(m: Mask) -> u32 {
@@ -68,5 +88,16 @@ mod tests {
         assert_eq!(len(m), 4);
         assert_eq!(full(3), 0b111);
         assert_eq!(full(128), u128::MAX);
+        assert_eq!(iter(1 << 100 | 1 << 3).collect::<Vec<_>>(), vec![3, 100]);
+    }
+
+    #[test]
+    fn lowest_and_sorted_tuple_order() {
+        assert_eq!(lowest(0b1011_0100, 2), 0b0001_0100);
+        assert_eq!(lowest(0b11, 5), 0b11);
+        // (0, 3) comes before (1, 2); a set does not come before itself.
+        assert!(precedes(0b1001, 0b0110));
+        assert!(!precedes(0b0110, 0b1001));
+        assert!(!precedes(0b0110, 0b0110));
     }
 }

@@ -380,12 +380,25 @@ fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
                 (Reverse(key.0), Reverse(key.1), key.2, key.3),
                 (Reverse(b.0), Reverse(b.1), b.2, b.3),
             );
-            if k > o || (k == o && !precedes(kept, b.4)) {
+            if k > o || (k == o && !bitset::precedes(kept, b.4)) {
                 return;
             }
         }
         *best = Some(key);
     };
+    // lift[a]: the most a third dropped GPU c can add to the total through a, doubled:
+    // max over c of 2·score(a, c) − deg(c). With D = {a, b, c} the total is
+    // base(a, b) + score(a, c) + score(b, c) − deg(c) ≤ base(a, b) + (lift[a] + lift[b])/2.
+    let mut lift = [0i64; bitset::MAX_GPUS];
+    if d == 3 {
+        for a in bitset::iter(free) {
+            let row = topo.row(a);
+            lift[a] = bitset::iter(free & !(1 << a))
+                .map(|c| 2 * i64::from(row[c]) - deg[c] as i64)
+                .max()
+                .unwrap_or(0);
+        }
+    }
     for a in bitset::iter(free) {
         let above_a = free & !((2 as Mask) << a).wrapping_sub(1);
         if d == 1 {
@@ -409,6 +422,14 @@ fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
             }
             let (row_a, row_b) = (topo.row(a), topo.row(b));
             let base = all_total + ab - deg[a] - deg[b];
+            if let Some(x) = best {
+                // No third GPU off the weakest pair can reach the best total: only those
+                // on it (which may lift the bottleneck) are left to try.
+                let most = base as i64 + (lift[a] + lift[b]).div_euclid(2);
+                if (weak, most) < (x.0, x.1 as i64) {
+                    third &= weak_pair;
+                }
+            }
             // A third GPU off that pair leaves it the weakest; one on it may lift it.
             for (thirds, off) in [(third & !weak_pair, true), (third & weak_pair, false)] {
                 for c in bitset::iter(thirds) {
@@ -432,12 +453,6 @@ fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
     best.map_or(avail, |b| b.4)
 }
 
-/// Whether set `a` comes before set `b` (of the same size) in sorted-tuple order.
-fn precedes(a: Mask, b: Mask) -> bool {
-    let d = a ^ b;
-    d != 0 && a & d & d.wrapping_neg() != 0
-}
-
 /// The single available GPU with the smallest cut to the others (then the smallest id).
 fn least_connected(topo: &Topology, avail: Mask) -> Mask {
     let mut best: Option<(u64, usize)> = None;
@@ -448,16 +463,6 @@ fn least_connected(topo: &Topology, avail: Mask) -> Mask {
         }
     }
     best.map_or(0, |b| 1 << b.1)
-}
-
-fn lowest(mut m: Mask, count: usize) -> Mask {
-    let mut out: Mask = 0;
-    for _ in 0..count {
-        let low = m & m.wrapping_neg();
-        out |= low;
-        m &= m - 1;
-    }
-    out
 }
 
 fn finish(topo: &Topology, mask: Mask, avail: Mask, optimal: bool, nodes: u64) -> Selection {
@@ -599,7 +604,7 @@ fn best_threshold(
     }
     let witness = witness.unwrap_or_else(|| {
         // Only reached with hi == last, where every pair qualifies.
-        lowest(candidates(hi), m as usize) | req
+        bitset::lowest(candidates(hi), m as usize) | req
     });
     let top = refuted.map_or(first, |r| r + 1);
     (hi, witness, (top < hi).then_some(top))

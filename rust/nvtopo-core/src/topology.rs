@@ -270,7 +270,9 @@ impl Topology {
 
     /// The GPU ids in `mask`, ascending.
     pub fn ids_of(&self, mask: Mask) -> Vec<i64> {
-        bitset::iter(mask).map(|p| self.ids[p]).collect()
+        let mut ids = Vec::with_capacity(bitset::len(mask) as usize);
+        ids.extend(bitset::iter(mask).map(|p| self.ids[p]));
+        ids
     }
 
     /// The mask of GPU ids `ids`; an unknown or repeated id is an `UnknownGpu` error that

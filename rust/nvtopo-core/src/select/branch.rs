@@ -472,7 +472,7 @@ impl<'t> BranchAndBound<'t> {
             return cut_lb > i128::from(b.cut);
         }
         // The branch's smallest set in order: the chosen GPUs and the r lowest candidates.
-        !precedes(chosen | lowest(p, r), b.mask)
+        !bitset::precedes(chosen | bitset::lowest(p, r as usize), b.mask)
     }
 }
 
@@ -480,27 +480,8 @@ impl<'t> BranchAndBound<'t> {
 /// NUMA keys, then smaller cut, then the smaller sorted tuple of GPU ids.
 fn better(a: &Best, b: &Best) -> bool {
     (std::cmp::Reverse(a.total), a.numa, a.cut) < (std::cmp::Reverse(b.total), b.numa, b.cut)
-        || ((a.total, a.numa, a.cut) == (b.total, b.numa, b.cut) && precedes(a.mask, b.mask))
-}
-
-/// Whether set `a` comes before set `b` (of the same size) in sorted-tuple order: the
-/// lowest position where they differ is in `a`.
-#[inline]
-fn precedes(a: Mask, b: Mask) -> bool {
-    let d = a ^ b;
-    d != 0 && a & d & d.wrapping_neg() != 0
-}
-
-/// The `count` lowest positions of `m`.
-#[inline]
-fn lowest(mut m: Mask, count: u32) -> Mask {
-    let mut out: Mask = 0;
-    for _ in 0..count {
-        let low = m & m.wrapping_neg();
-        out |= low;
-        m &= m - 1;
-    }
-    out
+        || ((a.total, a.numa, a.cut) == (b.total, b.numa, b.cut)
+            && bitset::precedes(a.mask, b.mask))
 }
 
 /// Move the `m` positions of `order` with the smallest `value` to its front, smallest
