@@ -167,6 +167,13 @@ def test_a_cut_or_padded_gzip_is_one_line(cut: str) -> None:
     assert "\n" not in str(err.value)
 
 
+def test_a_gzip_of_two_members_reads_as_one() -> None:
+    raw = _raw(_tray(9)).encode()
+    body = gzip.compress(raw[:500], mtime=0) + gzip.compress(raw[500:], mtime=0)
+    text = "gzip+base64:" + base64.b64encode(body).decode()
+    assert decode_topology(text) == _strict(_tray(9))
+
+
 _ANY = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 
 

@@ -79,10 +79,11 @@ def _document(text: str) -> str:
 def _unzip(text: str) -> str:
     if not text.startswith(_PREFIX):
         raise ValueError(f"does not start with {_PREFIX!r}")
-    unzip = zlib.decompressobj(wbits=31)  # gzip, without gzip.decompress's Python header parse
-    raw = unzip.decompress(base64.b64decode(text[len(_PREFIX) :], validate=True))
+    data = base64.b64decode(text[len(_PREFIX) :], validate=True)
+    unzip = zlib.decompressobj(wbits=31)  # one gzip member, without gzip's Python header parse
+    raw = unzip.decompress(data)
     if not unzip.eof or unzip.unused_data:
-        raise ValueError("the gzip data is cut short or followed by more")
+        raw = gzip.decompress(data)  # more members, or a fault that gzip names
     return raw.decode()
 
 
