@@ -115,9 +115,10 @@ fn main() {
 }
 
 /// Nodes of 24, 48 and 72 GPUs (10 random ones each), k at 2, n/4, n/2, 3n/4 and n − 2,
-/// all free, with the default deadline: the slowest call, how often the optimum was
-/// proven, and the gaps. Calls past the deadline + 1 ms are named (with their search
-/// nodes, to tell a slow search from a process the machine put aside).
+/// all free, with the default deadline: the slowest call (each the fastest of a few, as
+/// the machine is shared), how often the optimum was proven, and the gaps. Calls past the
+/// deadline + 1 ms are named (with their search nodes, to tell a slow search from a
+/// process the machine put aside).
 fn past_sixteen() -> Vec<String> {
     let limit = DEFAULT_DEADLINE.as_secs_f64() * 1e3 + 1.0;
     let mut rows = Vec::new();
@@ -128,9 +129,17 @@ fn past_sixteen() -> Vec<String> {
             let mut rng = Rng::new(1000 + seed);
             let t = random_node(&mut rng, n);
             for k in [2, n / 4, n / 2, 3 * n / 4, n - 2] {
-                let start = Instant::now();
-                let s = black_box(select_mask(&t, k, t.all(), 0, DEFAULT_BUDGET));
-                let ms = start.elapsed().as_secs_f64() * 1e3;
+                // The fastest of REPS calls, as in the 16-GPU table: a call the machine put
+                // aside for a while is not a slow search.
+                let mut ms = f64::MAX;
+                let mut s = None;
+                for _ in 0..REPS {
+                    let start = Instant::now();
+                    let got = black_box(select_mask(&t, k, t.all(), 0, DEFAULT_BUDGET));
+                    ms = ms.min(start.elapsed().as_secs_f64() * 1e3);
+                    s = Some(got);
+                }
+                let s = s.expect("REPS > 0");
                 slowest = slowest.max(ms);
                 if ms > limit {
                     eprintln!(

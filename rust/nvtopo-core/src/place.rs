@@ -15,11 +15,13 @@
 //! Aggregates kept per domain (free GPUs, nodes by free count, the same outside any
 //! ComputeDomain) make a request cost O(domains · V) plus the work inside the chosen
 //! domain, instead of a scan of every node. A placement over several domains (only under
-//! `preferred`, when no single one has room) enumerates combinations of the fewest domains
-//! that can hold the job, domains with equal aggregates considered once.
+//! `preferred`, when no single one has room) searches sets of the fewest domains that can
+//! hold the job over clique profiles kept up to date with the state, pruned by bounds, so
+//! that its cost follows the shapes of the racks rather than their number (`spanning`).
 
 mod lexfirst;
 mod solve;
+mod spanning;
 mod spread;
 mod state;
 

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use super::lexfirst::lex_first;
-use super::spread::spread_total;
 use super::state::ClusterState;
 use super::{DomainMode, Request};
 use crate::counts::{capacity, fewest_nodes, min_total};
@@ -11,7 +10,7 @@ use crate::error::{Error, Result};
 
 /// What the job asks of the nodes it lands on.
 #[derive(Clone, Copy, Debug)]
-enum Need {
+pub(super) enum Need {
     /// `nodes` nodes with `share` free GPUs each (outside a ComputeDomain).
     Even { nodes: u32, share: usize },
     /// This many GPUs on the fewest nodes.
@@ -20,7 +19,7 @@ enum Need {
 
 impl Need {
     /// How much of the need a count vector covers: nodes (`Even`) or GPUs (`Total`).
-    fn cover(self, cnt: &[u32]) -> u64 {
+    pub(super) fn cover(self, cnt: &[u32]) -> u64 {
         match self {
             Need::Even { share, .. } => cnt[share.min(cnt.len())..]
                 .iter()
@@ -30,7 +29,7 @@ impl Need {
         }
     }
 
-    fn amount(self) -> u64 {
+    pub(super) fn amount(self) -> u64 {
         match self {
             Need::Even { nodes, .. } => u64::from(nodes),
             Need::Total(g) => g,
@@ -38,7 +37,7 @@ impl Need {
     }
 
     /// Smallest free value a node needs to take part.
-    fn floor(self) -> usize {
+    pub(super) fn floor(self) -> usize {
         match self {
             Need::Even { share, .. } => share,
             Need::Total(_) => 1,
@@ -297,7 +296,7 @@ impl ClusterState {
     }
 
     /// Nodes and shares inside the chosen domains.
-    fn pick_in(&self, groups: &[usize], need: Need) -> Vec<(usize, usize)> {
+    pub(super) fn pick_in(&self, groups: &[usize], need: Need) -> Vec<(usize, usize)> {
         let floor = need.floor();
         let mut pool: Vec<(usize, usize)> = groups
             .iter()
@@ -346,85 +345,6 @@ impl ClusterState {
         out.sort_unstable();
         out
     }
-
-    /// `preferred` when no single clique holds the job: the fewest domains that can.
-    fn best_spread(&self, need: Need) -> Result<Vec<(usize, usize)>> {
-        let floor = need.floor();
-        let width = self.width;
-        // Candidate domains: (rank, usable counts, free GPUs in the domain).
-        let mut all: Vec<(usize, Vec<u32>, u64)> = Vec::new();
-        for &c in &self.cliques {
-            let grp = &self.groups[c];
-            let mut cnt = grp.cnt_elig.clone();
-            cnt[..floor.min(width)].iter_mut().for_each(|x| *x = 0);
-            if cnt.iter().any(|&x| x > 0) {
-                all.push((c, cnt, grp.free_total));
-            }
-        }
-        // (capacity, how many domains have it): cliques one by one, loose nodes by count.
-        let mut caps: Vec<(u64, u64)> =
-            all.iter().map(|(_, cnt, _)| (need.cover(cnt), 1)).collect();
-        for v in floor..width {
-            let count = self.singles_elig[v].len() as u64;
-            if count > 0 {
-                let cap = match need {
-                    Need::Even { .. } => 1,
-                    Need::Total(_) => v as u64,
-                };
-                caps.push((cap, count));
-            }
-        }
-        caps.sort_unstable_by(|a, b| b.cmp(a));
-        let total: u64 = caps.iter().map(|&(c, n)| c * n).sum();
-        if total < need.amount() {
-            return Err(Error::Infeasible(match need {
-                Need::Even { nodes, share } => format!(
-                    "only {total} nodes have {share} free GPUs outside a ComputeDomain, {nodes} requested"
-                ),
-                Need::Total(g) => format!(
-                    "only {total} GPUs are free on nodes outside a ComputeDomain, {g} requested"
-                ),
-            }));
-        }
-        // q: the fewest domains whose capacities reach the need, largest first.
-        let mut q = 0usize;
-        let mut acc = 0u64;
-        for &(cap, count) in &caps {
-            if acc >= need.amount() {
-                break;
-            }
-            let take = (need.amount() - acc).div_ceil(cap).min(count);
-            acc += cap * take;
-            q += take as usize;
-        }
-        // Domains with equal aggregates are interchangeable but for their rank: keep the
-        // q first of each kind. Loose nodes of one free count share a kind, so only the q
-        // first of each count are looked at.
-        let mut pool = all;
-        for v in floor..width {
-            for &r in self.singles_elig[v].iter().take(q) {
-                let mut cnt = vec![0u32; width];
-                cnt[v] = 1;
-                pool.push((self.nodes[r].group, cnt, v as u64));
-            }
-        }
-        pool.sort_by_key(|c| c.0);
-        let mut seen: HashMap<(Vec<u32>, u64), usize> = HashMap::new();
-        let mut cand: Vec<(usize, Vec<u32>, u64)> = Vec::new();
-        for (rank, cnt, f) in pool {
-            let k = seen.entry((cnt.clone(), f)).or_insert(0);
-            if *k < q {
-                *k += 1;
-                cand.push((rank, cnt, f));
-            }
-        }
-        let pick = match need {
-            Need::Even { nodes, share } => spread_even(&cand, q, nodes, share),
-            Need::Total(g) => spread_total(&cand, q, g, width)?,
-        };
-        let groups: Vec<usize> = pick.iter().map(|&i| cand[i].0).collect();
-        Ok(self.pick_in(&groups, need))
-    }
 }
 
 /// `preferred` gangs of `nodes` × `share` over exactly `q` candidate domains, by dynamic
@@ -437,7 +357,12 @@ impl ClusterState {
 /// choices and `best[i][j][t]` (domains i.., j of them, t nodes) is the minimum over
 /// skipping domain i or taking it with some t_i. Walking forward and taking a domain
 /// whenever an optimum allows gives the first combination in rank order.
-fn spread_even(cand: &[(usize, Vec<u32>, u64)], q: usize, nodes: u32, share: usize) -> Vec<usize> {
+pub(super) fn spread_even(
+    cand: &[(usize, Vec<u32>, u64)],
+    q: usize,
+    nodes: u32,
+    share: usize,
+) -> Vec<usize> {
     const NONE: (u64, u64) = (u64::MAX, u64::MAX);
     let n = nodes as usize;
     let prefix: Vec<Vec<u64>> = cand

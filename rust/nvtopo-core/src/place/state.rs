@@ -54,6 +54,9 @@ pub(super) struct Group {
     pub cnt_elig: Vec<u32>,
 }
 
+/// What makes cliques interchangeable: `cnt_elig[1..]` and the free GPUs in the clique.
+pub(super) type Profile = (Box<[u32]>, u64);
+
 struct Held {
     nodes: Vec<(usize, Mask)>,
     compute_domain: bool,
@@ -81,6 +84,10 @@ pub struct ClusterState {
     /// Cliques by (free GPUs, rank): the fullest that can hold a job are found without
     /// visiting the others.
     pub(super) by_fill: BTreeSet<(u64, usize)>,
+    /// Cliques by profile (nodes outside a ComputeDomain by free count from 1 up, free
+    /// GPUs), ranks ascending. Cliques of one profile are interchangeable but for their
+    /// id, so a search over sets of cliques visits profiles, not cliques.
+    pub(super) profiles: HashMap<Profile, BTreeSet<usize>>,
     /// Free GPUs in the whole cluster.
     free_all: u64,
     held: HashMap<u64, Held>,
@@ -170,6 +177,7 @@ impl ClusterState {
             singles: vec![BTreeSet::new(); width],
             singles_elig: vec![BTreeSet::new(); width],
             by_fill: BTreeSet::new(),
+            profiles: HashMap::new(),
             free_all: 0,
             held: HashMap::new(),
             next_id: 1,
@@ -180,7 +188,50 @@ impl ClusterState {
         for &c in &state.cliques {
             state.by_fill.insert((state.groups[c].free_total, c));
         }
+        let cliques = std::mem::take(&mut state.cliques);
+        for &c in &cliques {
+            state.index(c);
+        }
+        state.cliques = cliques;
         Ok(state)
+    }
+
+    fn profile(&self, g: usize) -> Profile {
+        let grp = &self.groups[g];
+        (grp.cnt_elig[1..].into(), grp.free_total)
+    }
+
+    /// File clique `g` under its current profile.
+    fn index(&mut self, g: usize) {
+        let key = self.profile(g);
+        self.profiles.entry(key).or_default().insert(g);
+    }
+
+    /// Take clique `g` out of the profile index (before its nodes change).
+    fn unindex(&mut self, g: usize) {
+        let key = self.profile(g);
+        if let Some(set) = self.profiles.get_mut(&key) {
+            set.remove(&g);
+            if set.is_empty() {
+                self.profiles.remove(&key);
+            }
+        }
+    }
+
+    /// The distinct cliques of `ranks`' nodes, taken out of the profile index: the
+    /// caller changes the nodes, then files the cliques again with [`Self::index`] (once
+    /// per clique, however many of its nodes change).
+    fn unindex_nodes(&mut self, ranks: impl Iterator<Item = usize>) -> Vec<usize> {
+        let mut touched: Vec<usize> = ranks
+            .map(|r| self.nodes[r].group)
+            .filter(|&g| self.groups[g].clique)
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for &g in &touched {
+            self.unindex(g);
+        }
+        touched
     }
 
     fn add_aggregates(&mut self, rank: usize) {
@@ -326,10 +377,14 @@ impl ClusterState {
                 )));
             }
         }
+        let touched = self.unindex_nodes(masks.iter().map(|m| m.0));
         for &(rank, mask) in &masks {
             let n = &self.nodes[rank];
             let (free, in_cd) = (n.free & !mask, n.in_cd || placement.compute_domain);
             self.update(rank, free, in_cd);
+        }
+        for g in touched {
+            self.index(g);
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -349,11 +404,15 @@ impl ClusterState {
             .held
             .remove(&id)
             .ok_or_else(|| Error::Unknown(format!("no allocation {id} (released already?)")))?;
+        let touched = self.unindex_nodes(held.nodes.iter().map(|m| m.0));
         for (rank, mask) in held.nodes {
             let n = &self.nodes[rank];
             let in_cd = n.in_cd && !held.compute_domain;
             let free = n.free | mask;
             self.update(rank, free, in_cd);
+        }
+        for g in touched {
+            self.index(g);
         }
         Ok(())
     }
