@@ -114,15 +114,17 @@ def _gpu_from_json(d: dict[str, Any], part: Part = built) -> Gpu:
         gpu_numa_id=d.get("gpuNumaId"),
         nvlinks=part("nvlinks", d["nvlinks"], _nvlinks) if "nvlinks" in d else (),
         fabric=None if fabric is None else part("fabric", fabric, _fabric),
-        platform=None
-        if platform is None
-        else Platform(
-            chassis_serial=platform.get("chassisSerial"),
-            slot=platform.get("slot"),
-            tray=platform.get("tray"),
-            host_id=platform.get("hostId"),
-            module_id=platform.get("moduleId"),
-        ),
+        platform=None if platform is None else _platform(platform),
+    )
+
+
+def _platform(raw: dict[str, Any]) -> Platform:
+    return Platform(
+        chassis_serial=raw.get("chassisSerial"),
+        slot=raw.get("slot"),
+        tray=raw.get("tray"),
+        host_id=raw.get("hostId"),
+        module_id=raw.get("moduleId"),
     )
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any, TypeVar
 
-__all__ = ["PART_KINDS", "clear_parts", "shared_part"]
+__all__ = ["PART_KINDS", "clear_parts", "on_clear", "shared_part"]
 
 _T = TypeVar("_T")
 
@@ -42,6 +42,8 @@ PART_KINDS: dict[str, tuple[str, ...]] = {
 _LIMIT = 65_536
 _parts: dict[tuple[str, bytes], Any] = {}
 _lock = threading.Lock()
+#: Caches that hold parts and are emptied with them.
+_holders: list[Callable[[], None]] = []
 
 
 @cache
@@ -86,3 +88,10 @@ def clear_parts() -> None:
     """Forget every shared part (a reader that wants to start cold, as benchmarks do)."""
     with _lock:
         _parts.clear()
+    for clear in _holders:
+        clear()
+
+
+def on_clear(clear: Callable[[], None]) -> None:
+    """Have :func:`clear_parts` call ``clear`` too (a cache of things built from parts)."""
+    _holders.append(clear)
