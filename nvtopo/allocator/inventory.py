@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nvtopo.dra.attributes import device_name
+from nvtopo.dra.attributes import device_name, device_uuid
 from nvtopo.dra.slices import DEFAULT_DRIVER
 from nvtopo.kube.readback import COMPUTE_DOMAIN_DRIVER, allocated_devices, cluster_from_objects
 from nvtopo.model import Cluster, ClusterNode
@@ -53,13 +53,6 @@ class Inventory:
             tuple(sorted((n.name, n.free, n.domain) for n in self.cluster.nodes)),
             self.busy,
         )
-
-
-def _slice_value(attrs: Mapping[str, Any], name: str) -> Any:
-    v = attrs.get(name)
-    if isinstance(v, Mapping) and len(v) == 1:
-        return next(iter(v.values()))
-    return None
 
 
 def _target_devices(
@@ -152,8 +145,9 @@ def read_inventory(
             }
         else:
             by_uuid = {
-                str(_slice_value(d.get("attributes") or {}, "uuid")): (pool, str(d.get("name")))
+                uuid: (pool, str(d.get("name")))
                 for pool, d in mine
+                if (uuid := device_uuid(d)) is not None
             }
             found = {
                 g.index: Device(driver, *by_uuid[g.uuid])

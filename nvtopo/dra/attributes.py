@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from nvtopo.dra.limits import MAX_ATTRIBUTE_VALUE_BYTES
@@ -39,6 +39,7 @@ __all__ = [
     "STANDARD_DOMAIN",
     "TOPOLOGY_DOMAIN",
     "device_name",
+    "device_uuid",
     "gpu_devices",
     "memory_quantity",
     "partition_groups",
@@ -101,6 +102,25 @@ def memory_quantity(mib: int) -> str:
 def device_name(gpu: Gpu) -> str:
     """``gpu-<minor>``, the name NVIDIA's driver gives a whole GPU (index when no minor)."""
     return f"gpu-{gpu.minor if gpu.minor is not None else gpu.index}"
+
+
+def device_uuid(device: Mapping[str, Any]) -> str | None:
+    """The GPU UUID a ResourceSlice device publishes (attribute ``uuid``, or
+    ``<domain>/uuid`` as other drivers may qualify it), or None when it publishes none.
+
+    Examples
+    --------
+    >>> device_uuid({"name": "gpu-0", "attributes": {"uuid": {"string": "GPU-1"}}})
+    'GPU-1'
+    >>> device_uuid({"name": "gpu-0", "attributes": {"uuid": {"int": 3}}}) is None
+    True
+    """
+    for name, value in (device.get("attributes") or {}).items():
+        if (name == "uuid" or name.endswith("/uuid")) and isinstance(value, Mapping):
+            text = value.get("string")
+            if isinstance(text, str) and text:
+                return text
+    return None
 
 
 def partition_groups(

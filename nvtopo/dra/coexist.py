@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from nvtopo.dra.attributes import device_uuid
 from nvtopo.exceptions import NvtopoError
 from nvtopo.kube.client import RESOURCE_SLICES, RawApi
 from nvtopo.kube.retry import KubeApiError, api_message
@@ -24,14 +25,8 @@ class SharedGpuError(NvtopoError):
 
 def slice_uuids(manifest: Mapping[str, Any]) -> set[str]:
     """The GPU UUIDs a ResourceSlice publishes (attribute ``uuid``, or ``<domain>/uuid``)."""
-    found: set[str] = set()
-    for device in (manifest.get("spec") or {}).get("devices") or []:
-        for name, value in (device.get("attributes") or {}).items():
-            if (name == "uuid" or name.endswith("/uuid")) and isinstance(value, dict):
-                text = value.get("string")
-                if isinstance(text, str) and text:
-                    found.add(text)
-    return found
+    devices = (manifest.get("spec") or {}).get("devices") or []
+    return {uuid for device in devices if (uuid := device_uuid(device)) is not None}
 
 
 def check_no_shared_gpus(

@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from nvtopo.dra.attributes import TOPOLOGY_DOMAIN
+from nvtopo.dra.attributes import TOPOLOGY_DOMAIN, device_uuid
 from nvtopo.model import Gpu, NodeTopology
 from nvtopo.model.gpu_health import GpuFinding, gpu_findings
 
@@ -161,8 +161,7 @@ def devices_by_uuid(
         if spec.get("driver") != driver or (spec.get("pool") or {}).get("name") != pool:
             continue
         for device in spec.get("devices") or []:
-            attrs = device.get("attributes") or {}
-            uuid = (attrs.get("uuid") or {}).get("string")
-            if isinstance(uuid, str) and "name" in device:
+            uuid = device_uuid(device)
+            if uuid is not None and "name" in device:
                 found[uuid] = str(device["name"])
     return found
