@@ -430,7 +430,15 @@ def _pool_of(topo: nvtopo.NodeTopology) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(
     "module",
-    ["dra.annotation", "kube.retry", "dra._plan", "dra.publish", "kube.readback", "dra.watch"],
+    [
+        "dra.annotation",
+        "dra.attributes",
+        "kube.retry",
+        "dra._plan",
+        "dra.publish",
+        "kube.readback",
+        "dra.watch",
+    ],
 )
 def test_docstring_examples_run(module: str) -> None:
     import doctest
