@@ -56,9 +56,7 @@ impl<'t> BranchAndBound<'t> {
             root_bound: u64::MAX,
         };
         for v in bitset::iter(avail) {
-            bb.deg[v] = bitset::iter(avail & !(1 << v))
-                .map(|u| u64::from(topo.score(v, u)))
-                .sum();
+            bb.deg[v] = topo.cut(1 << v, avail & !(1 << v));
             bb.deg_order[bb.deg_count] = v as u8;
             bb.deg_count += 1;
         }
@@ -270,18 +268,14 @@ impl<'t> BranchAndBound<'t> {
                 if bitset::len(rest) <= 2 * r {
                     if !dr_ready {
                         for u in bitset::iter(rest) {
-                            dr[u] = bitset::iter(rest & !(1 << u))
-                                .map(|x| u64::from(topo.score(u, x)))
-                                .sum();
+                            dr[u] = topo.cut(1 << u, rest & !(1 << u));
                         }
                         dr_ready = true;
                         dr_set = rest;
                     } else if dr_set != rest {
                         let gone = dr_set & !rest;
                         for u in bitset::iter(rest) {
-                            for x in bitset::iter(gone) {
-                                dr[u] -= u64::from(topo.score(u, x));
-                            }
+                            dr[u] -= topo.cut(1 << u, gone);
                         }
                         dr_set = rest;
                     }
@@ -361,9 +355,7 @@ impl<'t> BranchAndBound<'t> {
         }
         let mut dr = [0u64; MAX_GPUS];
         for v in bitset::iter(p) {
-            dr[v] = bitset::iter(p & !(1 << v))
-                .map(|u| u64::from(self.topo.score(v, u)))
-                .sum();
+            dr[v] = self.topo.cut(1 << v, p & !(1 << v));
         }
         forward.min(self.complement_bound(p, r, total, &dr, 0).0)
     }

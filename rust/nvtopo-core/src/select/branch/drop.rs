@@ -48,8 +48,7 @@ impl BranchAndBound<'_> {
         let mut order = [0u8; MAX_GPUS];
         let mut count = 0;
         for v in bitset::iter(cand) {
-            let row = topo.row(v);
-            dr[v] = bitset::iter(cand).map(|u| u64::from(row[u])).sum();
+            dr[v] = topo.cut(1 << v, cand & !(1 << v));
             value[v] = 2 * self.gain[v] + dr[v];
             order[count] = v as u8;
             count += 1;
@@ -88,8 +87,7 @@ impl BranchAndBound<'_> {
                 d -= bitset::len(gone);
                 cand &= !gone;
                 for u in bitset::iter(cand) {
-                    let row = topo.row(u);
-                    dr[u] -= bitset::iter(gone).map(|x| u64::from(row[x])).sum::<u64>();
+                    dr[u] -= topo.cut(1 << u, gone);
                 }
                 continue;
             }
