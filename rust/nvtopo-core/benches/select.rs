@@ -4,6 +4,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+mod common;
+use common::brute;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use nvtopo_core::bitset::{self, Mask};
 use nvtopo_core::score::{PairPath, PathClass};
@@ -95,30 +98,6 @@ fn mixed16(seed: u64) -> Topology {
     }
     let keys: Vec<u32> = (0..16).map(|i| i / 4).collect();
     Topology::new((0..16).collect(), &[4; 16], &pairs, &keys).unwrap()
-}
-
-/// Exhaustive Contract 1, the baseline the search is measured against.
-fn brute(t: &Topology, k: usize, avail: Mask) -> Mask {
-    let mut best: Option<(u32, u64, u32, u64, Mask)> = None;
-    let n = t.len();
-    for m in 0..(1u128 << n) {
-        if bitset::len(m) as usize != k || m & !avail != 0 {
-            continue;
-        }
-        let bn = t.weakest_pair(m).map_or(0, |w| w.2);
-        let key = (
-            u32::MAX - bn,
-            u64::MAX - t.total(m),
-            t.numa_count(m),
-            t.cut(m, avail & !m),
-            // Smaller sorted tuples have larger reversed masks.
-            !m.reverse_bits(),
-        );
-        if best.is_none_or(|b| key < b) {
-            best = Some(key);
-        }
-    }
-    best.map_or(0, |b| (!b.4).reverse_bits())
 }
 
 fn config() -> Criterion {

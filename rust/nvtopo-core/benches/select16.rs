@@ -10,10 +10,12 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use nvtopo_core::bitset::{self, Mask};
+mod common;
+use common::brute;
+
+use nvtopo_core::bitset::Mask;
 use nvtopo_core::random::{random_free, random_node, Rng};
 use nvtopo_core::select::{select_mask, DEFAULT_BUDGET, DEFAULT_DEADLINE};
-use nvtopo_core::topology::Topology;
 
 const REPS: usize = 3;
 
@@ -174,30 +176,6 @@ fn past_sixteen() -> Vec<String> {
         ));
     }
     rows
-}
-
-/// Exhaustive Contract 1 (every k-subset, compared by every rule), the baseline the search
-/// is measured against in the same run.
-fn brute(t: &Topology, k: usize, avail: Mask) -> Mask {
-    let mut best: Option<(u32, u64, u32, u64, Mask)> = None;
-    for m in 0..(1u128 << t.len()) {
-        if bitset::len(m) as usize != k || m & !avail != 0 {
-            continue;
-        }
-        let bn = t.weakest_pair(m).map_or(0, |w| w.2);
-        let key = (
-            u32::MAX - bn,
-            u64::MAX - t.total(m),
-            t.numa_count(m),
-            t.cut(m, avail & !m),
-            // Smaller sorted tuples have larger reversed masks.
-            !m.reverse_bits(),
-        );
-        if best.is_none_or(|b| key < b) {
-            best = Some(key);
-        }
-    }
-    best.map_or(0, |b| (!b.4).reverse_bits())
 }
 
 /// The search against exhaustive search on one random 16-GPU node, all free, every k.
