@@ -18,11 +18,13 @@ __all__ = [
     "Target",
     "fmt_ns",
     "fmt_ratio",
+    "judge_full_size",
     "machine",
     "median",
     "percentile",
     "print_section",
     "rss_bytes",
+    "script_main",
     "time_calls",
 ]
 
@@ -175,3 +177,36 @@ def print_section(section: Section) -> None:
         print(f"\ntarget: {t.what} {t.target}: {t.measured} -> {t.status}")
     for note in section.notes:
         print(note)
+
+
+#: Nodes of DESIGN's cluster-size targets (1,024 NVL72 racks).
+FULL_NODES = 18_432
+
+
+def judge_full_size(
+    section: Section,
+    nodes: int,
+    what: str,
+    target: str,
+    wall_s: float,
+    cpu_s: float,
+    limit_s: float,
+) -> None:
+    """Judge a target set for 18,432 nodes on a median wall time; a smaller (quick) run
+    says the target is not judged."""
+    if nodes >= FULL_NODES:
+        measured = f"{wall_s:.2f} s median wall ({cpu_s:.2f} s CPU)"
+        section.targets.append(Target(what, target, measured, wall_s <= limit_s))
+    else:
+        section.notes.append(f"Quick run on {nodes} nodes: the 18,432-node target is not judged.")
+
+
+def script_main(doc: str, run: Callable[[bool], Section], argv: list[str] | None) -> int:
+    """A benchmark script run alone: ``--quick`` for 4 racks instead of 1,024."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="4 racks instead of 1,024")
+    args = parser.parse_args(argv)
+    print_section(run(args.quick))
+    return 0

@@ -10,7 +10,6 @@ themselves are the apiserver's cost and are measured with it in ``bench_publish.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gc
 import sys
@@ -23,7 +22,7 @@ if __name__ == "__main__":  # run as a script: make `benches` and `nvtopo` impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nvtopo
-from benches._common import Section, Table, Target, fmt_ns, median, print_section
+from benches._common import Section, Table, fmt_ns, judge_full_size, median, script_main
 from nvtopo.dra.publish import cluster_slices
 from nvtopo.kube.readback import COMPUTE_DOMAIN_DRIVER, cluster_from_objects
 
@@ -153,26 +152,20 @@ def run(cfg: ReadbackConfig = FULL) -> Section:
             ),
         )
     )
-    if nodes >= 18_432:
-        section.targets.append(
-            Target(
-                f"reading back {nodes:,} nodes from their slices and claims",
-                f"≤ {TARGET_S:g} s",
-                f"{med:.2f} s median wall ({median(cpus):.2f} s CPU)",
-                med <= TARGET_S,
-            )
-        )
-    else:
-        section.notes.append(f"Quick run on {nodes} nodes: the 18,432-node target is not judged.")
+    judge_full_size(
+        section,
+        nodes,
+        f"reading back {nodes:,} nodes from their slices and claims",
+        f"≤ {TARGET_S:g} s",
+        med,
+        median(cpus),
+        TARGET_S,
+    )
     return section
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="4 racks instead of 1,024")
-    args = parser.parse_args(argv)
-    print_section(run(QUICK if args.quick else FULL))
-    return 0
+    return script_main(__doc__ or "", lambda quick: run(QUICK if quick else FULL), argv)
 
 
 if __name__ == "__main__":

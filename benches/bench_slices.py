@@ -9,7 +9,6 @@ and one node's ``resource_slices`` for scale.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import sys
 import time
@@ -23,10 +22,10 @@ import nvtopo
 from benches._common import (
     Section,
     Table,
-    Target,
     fmt_ns,
+    judge_full_size,
     median,
-    print_section,
+    script_main,
     time_calls,
 )
 from nvtopo import dra
@@ -94,26 +93,20 @@ def run(cfg: SlicesConfig = FULL) -> Section:
             ),
         )
     )
-    if nodes >= 18_432:
-        section.targets.append(
-            Target(
-                f"ResourceSlices for {nodes:,} nodes",
-                f"built in ≤ {TARGET_S:g} s",
-                f"{med:.2f} s median wall ({median(cpus):.2f} s CPU)",
-                med <= TARGET_S,
-            )
-        )
-    else:
-        section.notes.append(f"Quick run on {nodes} nodes: the 18,432-node target is not judged.")
+    judge_full_size(
+        section,
+        nodes,
+        f"ResourceSlices for {nodes:,} nodes",
+        f"built in ≤ {TARGET_S:g} s",
+        med,
+        median(cpus),
+        TARGET_S,
+    )
     return section
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="4 racks instead of 1,024")
-    args = parser.parse_args(argv)
-    print_section(run(QUICK if args.quick else FULL))
-    return 0
+    return script_main(__doc__ or "", lambda quick: run(QUICK if quick else FULL), argv)
 
 
 if __name__ == "__main__":
