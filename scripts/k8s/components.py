@@ -21,7 +21,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .controlplane import FEATURE_GATES, ControlPlane, _free_port, stop_pid, wait_for_200
+from .controlplane import (
+    FEATURE_GATES,
+    ControlPlane,
+    _free_port,
+    stop_pid,
+    stop_process,
+    wait_for_200,
+)
 
 __all__ = [
     "CONTROLLERS",
@@ -55,13 +62,7 @@ class Component:
         if proc is None:
             stop_pid(self.pid, grace)
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, grace)
 
     def running(self) -> bool:
         """Whether the process is still there."""

@@ -82,16 +82,21 @@ class ControlPlane:
         """Terminate the apiserver, then etcd; kill whichever is still there after ``grace``."""
         procs = self._procs or ()
         for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(grace)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc, grace)
         if not procs:  # started by another process (scripts/k8s-test-env start)
             for pid in self.pids:
                 stop_pid(pid, grace)
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """Terminate a child we started, then kill it if it is still there after ``grace`` s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def stop_pid(pid: int, grace: float) -> None:
