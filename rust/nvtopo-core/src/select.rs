@@ -369,6 +369,8 @@ fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
     type Key = (u32, u64, u32, u64, Mask);
     let consider = |best: &mut Option<Key>, drop: Mask, inner: u64, out: u64, bn: u32| {
         let total = all_total + inner - out;
+        // Most drops lose on the bottleneck or the total: judged before the other
+        // measures are worked out.
         if best.is_some_and(|b| (bn, total) < (b.0, b.1)) {
             return;
         }
@@ -416,15 +418,12 @@ fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
                 continue;
             }
             let mut third = free & !((2 as Mask) << b).wrapping_sub(1);
-            if best.is_some_and(|x| weak < x.0) {
-                // Only a third GPU on that pair can lift D's bottleneck to the best one's.
-                third &= weak_pair;
-            }
             let (row_a, row_b) = (topo.row(a), topo.row(b));
             let base = all_total + ab - deg[a] - deg[b];
             if let Some(x) = best {
-                // No third GPU off the weakest pair can reach the best total: only those
-                // on it (which may lift the bottleneck) are left to try.
+                // A third GPU off the weakest pair keeps that bottleneck and adds at most
+                // `most` to the total: when that cannot reach the best set, only thirds on
+                // the pair (which may lift the bottleneck) are left to try.
                 let most = base as i64 + (lift[a] + lift[b]).div_euclid(2);
                 if (weak, most) < (x.0, x.1 as i64) {
                     third &= weak_pair;
@@ -439,11 +438,6 @@ fn best_drop(topo: &Topology, avail: Mask, req: Mask, d: usize) -> Mask {
                     } else {
                         weakest_kept(pair | (1 << c)).0
                     };
-                    // Most drops lose on the bottleneck or the total: judge them before
-                    // the other measures are worked out.
-                    if best.is_some_and(|x: Key| (bn, base + with_c - deg[c]) < (x.0, x.1)) {
-                        continue;
-                    }
                     let drop = pair | (1 << c);
                     consider(&mut best, drop, ab + with_c, deg[a] + deg[b] + deg[c], bn);
                 }
