@@ -86,14 +86,11 @@ impl<'t> BranchAndBound<'t> {
         let mut nkeys = 0;
         let mut degsum = 0;
         for r in bitset::iter(req) {
-            if cover & (1 << r) == 0 {
-                cover |= topo.key_gpus(topo.numa_key(r));
-                nkeys += 1;
-            }
+            (cover, nkeys) = self.with_key(cover, nkeys, r);
             degsum += self.deg[r];
         }
         for u in bitset::iter(p) {
-            self.gain[u] = bitset::iter(req).map(|r| u64::from(topo.score(r, u))).sum();
+            self.gain[u] = topo.cut(1 << u, req);
         }
         let r = (k - bitset::len(req) as usize) as u32;
         // Seed: the better of the caller's set and a greedy one (most gain first).
@@ -307,11 +304,7 @@ impl<'t> BranchAndBound<'t> {
             if bitset::len(np) + 1 < r {
                 continue;
             }
-            let (ncover, nk) = if cover & (1 << v) != 0 {
-                (cover, nkeys)
-            } else {
-                (cover | topo.key_gpus(topo.numa_key(v)), nkeys + 1)
-            };
+            let (ncover, nk) = self.with_key(cover, nkeys, v);
             let gv = self.gain[v];
             if r == 1 {
                 self.leaf(chosen | (1 << v), total + gv, nk, degsum + self.deg[v]);
@@ -336,6 +329,16 @@ impl<'t> BranchAndBound<'t> {
             if s.exhausted {
                 return;
             }
+        }
+    }
+
+    /// The NUMA keys used (`cover`: their GPUs; `nkeys`: how many) once GPU `v` is taken.
+    #[inline]
+    fn with_key(&self, cover: Mask, nkeys: u32, v: usize) -> (Mask, u32) {
+        if cover & (1 << v) != 0 {
+            (cover, nkeys)
+        } else {
+            (cover | self.topo.key_gpus(self.topo.numa_key(v)), nkeys + 1)
         }
     }
 

@@ -123,12 +123,7 @@ impl BranchAndBound<'_> {
 
     /// `kept` with GPU `c` added (its gain already counts the kept GPUs).
     fn with(&self, kept: Kept, c: usize) -> Kept {
-        let topo = self.topo;
-        let (cover, nkeys) = if kept.cover & (1 << c) != 0 {
-            (kept.cover, kept.nkeys)
-        } else {
-            (kept.cover | topo.key_gpus(topo.numa_key(c)), kept.nkeys + 1)
-        };
+        let (cover, nkeys) = self.with_key(kept.cover, kept.nkeys, c);
         Kept {
             mask: kept.mask | (1 << c),
             total: kept.total + self.gain[c],
